@@ -1,0 +1,263 @@
+package chain
+
+import (
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/ckptfs/ckptfs/disk"
+)
+
+// Layer is what the resolver needs of one file of a chain. *disk.File
+// implements it; so does a writable layer.
+type Layer interface {
+	Name() string
+	BlockSize() int64
+	BlockExtents(b int64, dst []disk.Extent) ([]disk.Extent, error)
+	ReadFileAt(p []byte, off int64) (int, error)
+}
+
+// Chain is the virtual disk at one point of a chain. It is an io.ReaderAt
+// safe for concurrent use.
+type Chain struct {
+	Links  []Link // leaf first, base last
+	layers []Layer
+	size   int64
+	unit   int64 // resolution granularity: the smallest block size
+	cache  *runCache
+}
+
+// Open finds the chain ending at the file leaf and returns a reader of the
+// virtual disk at that point.
+func Open(leaf string, opts Options) (*Chain, error) {
+	links, err := locate(leaf, opts)
+	if err != nil {
+		return nil, err
+	}
+	return newChain(links, nil), nil
+}
+
+func newChain(links []Link, top Layer) *Chain {
+	c := &Chain{Links: links, size: links[0].File.VirtualSize()}
+	if top != nil {
+		c.layers = append(c.layers, top)
+	}
+	for _, l := range links {
+		c.layers = append(c.layers, l.File)
+	}
+	c.unit = c.layers[0].BlockSize()
+	for _, l := range c.layers {
+		c.unit = min(c.unit, l.BlockSize())
+	}
+	c.cache = newRunCache(cacheUnits(c.unit))
+	return c
+}
+
+// WithTop returns a chain that reads layer top first, then c's files: the
+// view through a writable layer created on top of c. Call Invalidate after
+// writing to top.
+func (c *Chain) WithTop(top Layer) *Chain { return newChain(c.Links, top) }
+
+// Point returns the chain at the i-th link (0 is c itself, len-1 the base),
+// sharing c's open files.
+func (c *Chain) Point(i int) *Chain { return newChain(c.Links[i:], nil) }
+
+// Size is the virtual disk size in bytes.
+func (c *Chain) Size() int64 { return c.size }
+
+// Depth is the number of layers.
+func (c *Chain) Depth() int { return len(c.layers) }
+
+// Leaf is the newest file of the chain.
+func (c *Chain) Leaf() *disk.File { return c.Links[0].File }
+
+// Base is the oldest file of the chain.
+func (c *Chain) Base() *disk.File { return c.Links[len(c.Links)-1].File }
+
+// LayerName names layer i (0 = leaf).
+func (c *Chain) LayerName(i int) string { return c.layers[i].Name() }
+
+// Close closes the chain's files. Chains sharing a FileSet should close the
+// set instead.
+func (c *Chain) Close() error {
+	var first error
+	for _, l := range c.Links {
+		if err := l.File.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// Run is a range of the virtual disk and the layer that holds it.
+type Run struct {
+	Offset     int64
+	Length     int64
+	Layer      int   // index into the chain's layers (0 = leaf); -1 for zeros
+	FileOffset int64 // where the bytes are in that layer's file
+}
+
+// End is the virtual offset just past the run.
+func (r Run) End() int64 { return r.Offset + r.Length }
+
+// resolveUnit walks the layers once for resolution unit u and returns its
+// runs, merged where adjacent runs continue each other.
+func (c *Chain) resolveUnit(u int64) ([]Run, error) {
+	start := u * c.unit
+	end := min(start+c.unit, c.size)
+	pending := []Run{{Offset: start, Length: end - start, Layer: -1}}
+	var runs []Run
+	var ext []disk.Extent
+	for li, l := range c.layers {
+		if len(pending) == 0 {
+			break
+		}
+		bs := l.BlockSize()
+		var next []Run
+		for _, p := range pending {
+			// A unit never spans two blocks of any layer: block sizes are
+			// powers of two no smaller than the unit.
+			var err error
+			ext, err = l.BlockExtents(p.Offset/bs, ext[:0])
+			if err != nil {
+				return nil, err
+			}
+			for _, e := range ext {
+				lo, hi := max(e.Offset, p.Offset), min(e.Offset+e.Length, p.End())
+				if lo >= hi {
+					continue
+				}
+				switch e.Source {
+				case disk.Data:
+					runs = append(runs, Run{lo, hi - lo, li, e.FileOffset + (lo - e.Offset)})
+				case disk.Zeros:
+					runs = append(runs, Run{lo, hi - lo, -1, 0})
+				case disk.FromParent:
+					next = append(next, Run{lo, hi - lo, -1, 0})
+				}
+			}
+		}
+		pending = next
+	}
+	runs = append(runs, pending...) // nobody holds these: zeros
+	sortRuns(runs)
+	return mergeRuns(runs), nil
+}
+
+func sortRuns(r []Run) {
+	// Insertion sort: runs of one unit are few and nearly sorted.
+	for i := 1; i < len(r); i++ {
+		for j := i; j > 0 && r[j].Offset < r[j-1].Offset; j-- {
+			r[j], r[j-1] = r[j-1], r[j]
+		}
+	}
+}
+
+// mergeRuns joins runs that continue each other in the same layer (and
+// file offset) or are both zeros.
+func mergeRuns(r []Run) []Run {
+	out := r[:0]
+	for _, x := range r {
+		if n := len(out); n > 0 {
+			p := &out[n-1]
+			if p.End() == x.Offset && p.Layer == x.Layer && (x.Layer < 0 || p.FileOffset+p.Length == x.FileOffset) {
+				p.Length += x.Length
+				continue
+			}
+		}
+		out = append(out, x)
+	}
+	return out
+}
+
+// unitRuns returns the cached runs of unit u, resolving on a miss.
+func (c *Chain) unitRuns(u int64) ([]Run, error) {
+	if r, ok := c.cache.get(u); ok {
+		return r, nil
+	}
+	gen := c.cache.gen.Load()
+	r, err := c.resolveUnit(u)
+	if err != nil {
+		return nil, err
+	}
+	c.cache.put(u, r, gen)
+	return r, nil
+}
+
+// Map appends to dst the runs covering [off, off+length), clipped to the
+// disk, adjacent runs from the same place merged.
+func (c *Chain) Map(off, length int64, dst []Run) ([]Run, error) {
+	if off < 0 || length < 0 {
+		return dst, fmt.Errorf("chain: invalid range %d+%d", off, length)
+	}
+	end := min(off+length, c.size)
+	first := len(dst)
+	for u := off / c.unit; u*c.unit < end; u++ {
+		runs, err := c.unitRuns(u)
+		if err != nil {
+			return dst, err
+		}
+		for _, r := range runs {
+			lo, hi := max(r.Offset, off), min(r.End(), end)
+			if lo >= hi {
+				continue
+			}
+			x := Run{lo, hi - lo, r.Layer, r.FileOffset + (lo - r.Offset)}
+			if r.Layer < 0 {
+				x.FileOffset = 0
+			}
+			if n := len(dst); n > first {
+				p := &dst[n-1]
+				if p.End() == x.Offset && p.Layer == x.Layer && (x.Layer < 0 || p.FileOffset+p.Length == x.FileOffset) {
+					p.Length += x.Length
+					continue
+				}
+			}
+			dst = append(dst, x)
+		}
+	}
+	return dst, nil
+}
+
+var runPool = sync.Pool{New: func() any { s := make([]Run, 0, 16); return &s }}
+
+// ReadAt reads the virtual disk. Each run of the range costs one ReadAt of
+// the layer holding it.
+func (c *Chain) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, fmt.Errorf("chain: negative offset %d", off)
+	}
+	if off >= c.size {
+		return 0, io.EOF
+	}
+	var eof error
+	if rem := c.size - off; int64(len(p)) > rem {
+		p, eof = p[:rem], io.EOF
+	}
+	rp := runPool.Get().(*[]Run)
+	defer runPool.Put(rp)
+	runs, err := c.Map(off, int64(len(p)), (*rp)[:0])
+	*rp = runs
+	if err != nil {
+		return 0, err
+	}
+	for _, r := range runs {
+		b := p[r.Offset-off : r.End()-off]
+		if r.Layer < 0 {
+			clear(b)
+			continue
+		}
+		if n, err := c.layers[r.Layer].ReadFileAt(b, r.FileOffset); err != nil && !(err == io.EOF && n == len(b)) {
+			return 0, fmt.Errorf("%s: reading %d bytes at file offset %d: %w", c.layers[r.Layer].Name(), len(b), r.FileOffset, err)
+		}
+	}
+	return len(p), eof
+}
+
+// Invalidate forgets cached resolutions of [off, off+length), after a
+// write to a writable top layer.
+func (c *Chain) Invalidate(off, length int64) {
+	for u := off / c.unit; u*c.unit < off+length; u++ {
+		c.cache.drop(u)
+	}
+}

@@ -1,0 +1,246 @@
+package chain
+
+import (
+	"errors"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/ckptfs/ckptfs/disk"
+	"github.com/ckptfs/ckptfs/disk/vhdxtest"
+	"github.com/ckptfs/ckptfs/internal/testutil"
+)
+
+// TestChainMatchesModel reads generated chains and compares every byte
+// with the model the generator kept, at every point of the chain.
+func TestChainMatchesModel(t *testing.T) {
+	cases := []struct {
+		name string
+		spec chainSpec
+	}{
+		{"base only dynamic", chainSpec{size: 9*disk.MiB + 512, sector: 512, baseBlock: 2 * disk.MiB, layers: 1}},
+		{"base only fixed", chainSpec{size: 5 * disk.MiB, sector: 512, baseBlock: 1 * disk.MiB, layers: 1, fixed: true}},
+		{"2 layers 512", chainSpec{size: 16 * disk.MiB, sector: 512, baseBlock: 4 * disk.MiB, childBlock: 1 * disk.MiB, layers: 2}},
+		{"3 layers 4096 zero+unmapped", chainSpec{size: 12*disk.MiB + 4096, sector: 4096, baseBlock: 2 * disk.MiB, childBlock: 2 * disk.MiB, layers: 3, zeroBlocks: true, unmapped: true}},
+		{"8 layers mixed blocks", chainSpec{size: 20 * disk.MiB, sector: 512, baseBlock: 8 * disk.MiB, childBlock: 1 * disk.MiB, layers: 8, zeroBlocks: true}},
+		{"64 layers", chainSpec{size: 6 * disk.MiB, sector: 512, baseBlock: 2 * disk.MiB, childBlock: 1 * disk.MiB, layers: 64, zeroBlocks: true}},
+		{"parents in other folders", chainSpec{size: 8 * disk.MiB, sector: 512, baseBlock: 2 * disk.MiB, childBlock: 2 * disk.MiB, layers: 4,
+			dir: func(i int) string { return filepath.Join("layer", strings.Repeat("x/", i)) }}},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			c.spec.seed = int64(i + 1)
+			b := build(t, t.TempDir(), c.spec)
+			testutil.Unchanged(t, b.paths...)
+			leaf, err := Open(b.leaf(), Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer leaf.Close()
+			if leaf.Depth() != c.spec.layers {
+				t.Fatalf("depth %d, want %d", leaf.Depth(), c.spec.layers)
+			}
+			for p := 0; p < leaf.Depth(); p++ {
+				pt := leaf.Point(p)
+				want := b.images[len(b.images)-1-p].ChainContents()
+				mustEqual(t, "point "+pt.LayerName(0), readAll(t, pt), want)
+			}
+			// Unaligned reads of random sizes at random offsets.
+			want := b.images[len(b.images)-1].ChainContents()
+			rng := rand.New(rand.NewSource(7))
+			for k := 0; k < 300; k++ {
+				off := rng.Int63n(leaf.Size())
+				n := rng.Int63n(min(3*disk.MiB, leaf.Size()-off) + 1)
+				got := make([]byte, n)
+				if _, err := leaf.ReadAt(got, off); err != nil {
+					t.Fatalf("ReadAt(%d, %d): %v", off, n, err)
+				}
+				mustEqual(t, "random read", got, want[off:off+n])
+			}
+		})
+	}
+}
+
+// TestConcurrentReaders checks that parallel readers see the right bytes
+// (run with -race).
+func TestConcurrentReaders(t *testing.T) {
+	b := build(t, t.TempDir(), chainSpec{size: 24 * disk.MiB, sector: 512, baseBlock: 2 * disk.MiB, childBlock: 1 * disk.MiB, layers: 5, zeroBlocks: true, seed: 99})
+	c, err := Open(b.leaf(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	want := b.images[len(b.images)-1].ChainContents()
+	var wg sync.WaitGroup
+	errs := make(chan string, 8)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			rng := rand.New(rand.NewSource(int64(g)))
+			for k := 0; k < 400; k++ {
+				off := rng.Int63n(c.Size())
+				n := rng.Int63n(min(256*1024, c.Size()-off) + 1)
+				got := make([]byte, n)
+				if _, err := c.ReadAt(got, off); err != nil {
+					errs <- err.Error()
+					return
+				}
+				if d := firstDiff(got, want[off:off+n]); d != "equal" {
+					errs <- d
+					return
+				}
+				if k%50 == 0 {
+					c.Invalidate(off, n) // races resolution against invalidation
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Fatal(e)
+	}
+}
+
+// TestLocators covers every way of finding a parent.
+func TestLocators(t *testing.T) {
+	linkage := func(p *vhdxtest.Image) string { return p.DataWriteGUID.Braced() }
+	cases := []struct {
+		name    string
+		locator func(i int, parent *vhdxtest.Image, child, parentPath string) []disk.LocatorEntry
+		dir     func(i int) string
+		search  bool // put parents in a search path
+		wantKey string
+		wantErr error
+		ignore  bool
+	}{
+		{name: "relative only, other folder", dir: func(i int) string { return strings.Repeat("c/", i) },
+			locator: func(i int, p *vhdxtest.Image, child, pp string) []disk.LocatorEntry {
+				rel, _ := filepath.Rel(filepath.Dir(child), pp)
+				return []disk.LocatorEntry{{Key: "parent_linkage", Value: linkage(p)}, {Key: "relative_path", Value: strings.ReplaceAll(rel, "/", `\`)}}
+			}, wantKey: disk.KeyRelativePath},
+		{name: "relative path in other letter case", locator: func(i int, p *vhdxtest.Image, child, pp string) []disk.LocatorEntry {
+			return []disk.LocatorEntry{{Key: "parent_linkage", Value: linkage(p)}, {Key: "relative_path", Value: `.\` + strings.ToUpper(filepath.Base(pp))}}
+		}, wantKey: disk.KeyRelativePath},
+		{name: "absolute win32 only", locator: func(i int, p *vhdxtest.Image, child, pp string) []disk.LocatorEntry {
+			return []disk.LocatorEntry{{Key: "parent_linkage", Value: linkage(p)}, {Key: "absolute_win32_path", Value: `\\?\D:\VMs\Virtual Hard Disks\` + filepath.Base(pp)}}
+		}, wantKey: disk.KeyAbsoluteWin32Path},
+		{name: "volume path only, parent in search path", search: true, locator: func(i int, p *vhdxtest.Image, child, pp string) []disk.LocatorEntry {
+			return []disk.LocatorEntry{{Key: "parent_linkage", Value: linkage(p)}, {Key: "volume_path", Value: `\\?\Volume{26a21bda-a627-11d7-9931-806e6f6e6963}\x\` + strings.ToUpper(filepath.Base(pp))}}
+		}, wantKey: disk.KeyVolumePath},
+		{name: "upper-case linkage without braces", locator: func(i int, p *vhdxtest.Image, child, pp string) []disk.LocatorEntry {
+			return []disk.LocatorEntry{{Key: "parent_linkage", Value: p.DataWriteGUID.String()}, {Key: "relative_path", Value: filepath.Base(pp)}}
+		}, wantKey: disk.KeyRelativePath},
+		{name: "parent_linkage2 matches", locator: func(i int, p *vhdxtest.Image, child, pp string) []disk.LocatorEntry {
+			return []disk.LocatorEntry{{Key: "parent_linkage", Value: disk.NewGUID().Braced()}, {Key: "parent_linkage2", Value: linkage(p)}, {Key: "relative_path", Value: filepath.Base(pp)}}
+		}, wantKey: disk.KeyRelativePath},
+		{name: "renamed parent found by linkage", locator: func(i int, p *vhdxtest.Image, child, pp string) []disk.LocatorEntry {
+			return []disk.LocatorEntry{{Key: "parent_linkage", Value: linkage(p)}, {Key: "relative_path", Value: `gone.vhdx`}}
+		}, wantKey: "search"},
+		{name: "wrong linkage", locator: func(i int, p *vhdxtest.Image, child, pp string) []disk.LocatorEntry {
+			return []disk.LocatorEntry{{Key: "parent_linkage", Value: disk.NewGUID().Braced()}, {Key: "relative_path", Value: filepath.Base(pp)}}
+		}, wantErr: ErrLinkageMismatch},
+		{name: "wrong linkage ignored", ignore: true, locator: func(i int, p *vhdxtest.Image, child, pp string) []disk.LocatorEntry {
+			return []disk.LocatorEntry{{Key: "parent_linkage", Value: disk.NewGUID().Braced()}, {Key: "relative_path", Value: filepath.Base(pp)}}
+		}, wantKey: disk.KeyRelativePath},
+		{name: "missing parent", locator: func(i int, p *vhdxtest.Image, child, pp string) []disk.LocatorEntry {
+			return []disk.LocatorEntry{{Key: "parent_linkage", Value: disk.NewGUID().Braced()}, {Key: "relative_path", Value: `nowhere\x.vhdx`}, {Key: "absolute_win32_path", Value: `\\?\C:\nothing.vhdx`}}
+		}, wantErr: ErrParentNotFound},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			root := t.TempDir()
+			dir := c.dir
+			if c.search {
+				dir = func(i int) string {
+					if i == 0 {
+						return "elsewhere"
+					}
+					return "here"
+				}
+			}
+			b := build(t, root, chainSpec{size: 4 * disk.MiB, sector: 512, baseBlock: 1 * disk.MiB, childBlock: 1 * disk.MiB, layers: 3, seed: int64(i), locator: c.locator, dir: dir})
+			opts := Options{IgnoreLinkage: c.ignore}
+			if c.search {
+				opts.SearchPaths = []string{filepath.Join(root, "elsewhere")}
+			}
+			ch, err := Open(b.leaf(), opts)
+			if c.wantErr != nil {
+				if !errors.Is(err, c.wantErr) {
+					t.Fatalf("error %v, want %v", err, c.wantErr)
+				}
+				if !strings.Contains(err.Error(), b.leaf()) && !strings.Contains(err.Error(), filepath.Base(b.paths[1])) {
+					t.Errorf("error does not name the file: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ch.Close()
+			if got := ch.Links[1].LocatorKey; got != c.wantKey {
+				t.Errorf("parent found through %q, want %q", got, c.wantKey)
+			}
+			if c.ignore != ch.Links[1].Linkage.Ignored {
+				t.Errorf("linkage ignored = %v", ch.Links[1].Linkage.Ignored)
+			}
+			mustEqual(t, "chain", readAll(t, ch), b.images[2].ChainContents())
+		})
+	}
+}
+
+func TestCycleAndDepth(t *testing.T) {
+	dir := t.TempDir()
+	// Two differencing files that name each other as parent.
+	base := vhdxtest.New(vhdxtest.Options{VirtualSize: 2 * disk.MiB, BlockSize: disk.MiB})
+	a := vhdxtest.New(vhdxtest.Options{Parent: base, BlockSize: disk.MiB})
+	bb := vhdxtest.New(vhdxtest.Options{Parent: base, BlockSize: disk.MiB})
+	pa, pb := filepath.Join(dir, "a.avhdx"), filepath.Join(dir, "b.avhdx")
+	a2 := vhdxtest.New(vhdxtest.Options{Parent: bb, BlockSize: disk.MiB, Locator: []disk.LocatorEntry{{Key: "parent_linkage", Value: bb.DataWriteGUID.Braced()}, {Key: "relative_path", Value: "b.avhdx"}}})
+	a2.DataWriteGUID = a.DataWriteGUID
+	b2 := vhdxtest.New(vhdxtest.Options{Parent: a, BlockSize: disk.MiB, Locator: []disk.LocatorEntry{{Key: "parent_linkage", Value: a.DataWriteGUID.Braced()}, {Key: "relative_path", Value: "a.avhdx"}}})
+	b2.DataWriteGUID = bb.DataWriteGUID
+	if err := a2.Save(pa); err != nil {
+		t.Fatal(err)
+	}
+	if err := b2.Save(pb); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(pa, Options{}); !errors.Is(err, ErrCycle) {
+		t.Fatalf("cycle: got %v", err)
+	}
+	// Depth: a 6-file chain against a limit of 5.
+	b := build(t, t.TempDir(), chainSpec{size: 2 * disk.MiB, sector: 512, baseBlock: disk.MiB, childBlock: disk.MiB, layers: 6})
+	if _, err := Open(b.leaf(), Options{MaxDepth: 5}); !errors.Is(err, ErrTooDeep) {
+		t.Fatalf("depth: got %v", err)
+	}
+	if c, err := Open(b.leaf(), Options{MaxDepth: 6}); err != nil {
+		t.Fatalf("depth 6 within limit: %v", err)
+	} else {
+		c.Close()
+	}
+}
+
+func TestGeometryMismatch(t *testing.T) {
+	dir := t.TempDir()
+	base := vhdxtest.New(vhdxtest.Options{VirtualSize: 4 * disk.MiB, BlockSize: disk.MiB})
+	other := vhdxtest.New(vhdxtest.Options{VirtualSize: 2 * disk.MiB, BlockSize: disk.MiB})
+	child := vhdxtest.New(vhdxtest.Options{Parent: other, BlockSize: disk.MiB, ParentPath: filepath.Join(dir, "base.vhdx")})
+	child.Options()
+	other.DataWriteGUID = base.DataWriteGUID
+	if err := base.Save(filepath.Join(dir, "base.vhdx")); err != nil {
+		t.Fatal(err)
+	}
+	if err := child.Save(filepath.Join(dir, "child.avhdx")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(filepath.Join(dir, "child.avhdx"), Options{}); !errors.Is(err, ErrGeometryMismatch) {
+		t.Fatalf("got %v", err)
+	}
+}
+
+var _ = os.Remove

@@ -1,0 +1,128 @@
+package disk
+
+import (
+	"fmt"
+	"math/bits"
+)
+
+// Source says where the bytes of an extent come from, judged by one file
+// alone.
+type Source uint8
+
+const (
+	// FromParent: this file does not hold these bytes; the parent does.
+	// Only differencing files report it.
+	FromParent Source = iota
+	// Zeros: the bytes read as zeros and hide any parent.
+	Zeros
+	// Data: the bytes are stored in this file at FileOffset.
+	Data
+)
+
+func (s Source) String() string {
+	switch s {
+	case FromParent:
+		return "parent"
+	case Zeros:
+		return "zero"
+	}
+	return "data"
+}
+
+// Extent is a run of the virtual disk as one file sees it.
+type Extent struct {
+	Offset     int64 // virtual disk offset
+	Length     int64
+	Source     Source
+	FileOffset int64 // where the bytes are in this file, for Source == Data
+}
+
+// BlockExtents appends to dst the extents covering payload block b, in
+// order, clipped to the virtual size. Adjacent sectors of the same source
+// are merged into one extent.
+func (f *File) BlockExtents(b int64, dst []Extent) ([]Extent, error) {
+	if b < 0 || b >= f.dataBlocks {
+		return dst, fmt.Errorf("%s: payload block %d out of range [0,%d)", f.name, b, f.dataBlocks)
+	}
+	bs := int64(f.Metadata.BlockSize)
+	start := b * bs
+	length := min(bs, int64(f.Metadata.VirtualSize)-start)
+	e := f.PayloadEntry(b)
+	switch e.State() {
+	case BlockFullyPresent:
+		return append(dst, Extent{start, length, Data, e.FileOffset()}), nil
+	case BlockPartiallyPresent:
+		return f.partialExtents(b, e, start, length, dst)
+	case BlockNotPresent:
+		if f.Metadata.HasParent {
+			return append(dst, Extent{start, length, FromParent, 0}), nil
+		}
+	}
+	// ZERO, UNMAPPED, UNDEFINED everywhere; NOT_PRESENT in a base file.
+	return append(dst, Extent{start, length, Zeros, 0}), nil
+}
+
+// partialExtents reads the sector bitmap of a PARTIALLY_PRESENT block: bit
+// n set (bit 0 of byte 0 first) means sector n is in this file.
+func (f *File) partialExtents(b int64, e BATEntry, start, length int64, dst []Extent) ([]Extent, error) {
+	chunk := b / f.chunkRatio
+	sb := f.BitmapEntry(chunk)
+	if sb.State() != SectorBitmapPresent {
+		return dst, f.errorf(fmt.Sprintf("BAT: sector bitmap block %d", chunk), f.batOffset+(chunk*(f.chunkRatio+1)+f.chunkRatio)*8,
+			ErrCorrupt, "payload block %d is PARTIALLY_PRESENT but its sector bitmap is not present", b)
+	}
+	spb := f.sectorsPerBl
+	bmOff := sb.FileOffset() + (b%f.chunkRatio)*spb/8
+	bm := make([]byte, spb/8)
+	if _, err := f.r.ReadAt(bm, bmOff); err != nil {
+		return dst, f.wrap(fmt.Sprintf("sector bitmap block %d", chunk), bmOff, err)
+	}
+	ss := int64(f.Metadata.LogicalSectorSize)
+	sectors := (length + ss - 1) / ss
+	emit := func(from, to int64, present bool) {
+		if from >= to {
+			return
+		}
+		off, end := start+from*ss, min(start+to*ss, start+length)
+		x := Extent{Offset: off, Length: end - off, Source: FromParent}
+		if present {
+			x.Source, x.FileOffset = Data, e.FileOffset()+from*ss
+		}
+		dst = append(dst, x)
+	}
+	runStart, runPresent := int64(0), bm[0]&1 != 0
+	for s := int64(0); s < sectors; {
+		// Skip whole 64-sector words that continue the current run.
+		if s%64 == 0 && s+64 <= sectors {
+			w := le.Uint64(bm[s/8:])
+			if (runPresent && w == ^uint64(0)) || (!runPresent && w == 0) {
+				s += 64
+				continue
+			}
+			var flip uint64
+			if runPresent {
+				flip = ^w
+			} else {
+				flip = w
+			}
+			s += int64(bits.TrailingZeros64(flip))
+			emit(runStart, s, runPresent)
+			runStart, runPresent = s, !runPresent
+			continue
+		}
+		bit := bm[s/8]>>(s%8)&1 != 0
+		if bit != runPresent {
+			emit(runStart, s, runPresent)
+			runStart, runPresent = s, bit
+		}
+		s++
+	}
+	emit(runStart, sectors, runPresent)
+	return dst, nil
+}
+
+// ReadFileAt reads bytes of the file itself (as replayed from its log) at
+// file offset off. It is how callers read the data an Extent points to.
+func (f *File) ReadFileAt(p []byte, off int64) (int, error) {
+	return f.r.ReadAt(p, off)
+}

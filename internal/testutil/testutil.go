@@ -1,0 +1,179 @@
+// Package testutil holds helpers shared by tests: external tools, FUSE
+// mounts that are always cleaned up, checksums.
+package testutil
+
+import (
+	"bytes"
+	"fmt"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Need skips the test when a command is not installed. CI installs all of
+// them (see .ci/run), so there a skip means a broken CI script: set
+// CKPTFS_REQUIRE_TOOLS=1 to turn skips into failures.
+func Need(t testing.TB, cmds ...string) {
+	t.Helper()
+	for _, c := range cmds {
+		if _, err := exec.LookPath(c); err != nil {
+			if os.Getenv("CKPTFS_REQUIRE_TOOLS") != "" {
+				t.Fatalf("%s is required (CKPTFS_REQUIRE_TOOLS is set) but not installed", c)
+			}
+			t.Skipf("%s not installed; `bash .ci/run` installs it", c)
+		}
+	}
+}
+
+// NeedFUSE skips the test when FUSE mounts are impossible here.
+func NeedFUSE(t testing.TB) {
+	t.Helper()
+	Need(t, "fusermount3")
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		if os.Getenv("CKPTFS_REQUIRE_TOOLS") != "" {
+			t.Fatalf("/dev/fuse is required (CKPTFS_REQUIRE_TOOLS is set): %v", err)
+		}
+		t.Skipf("no /dev/fuse: %v", err)
+	}
+}
+
+// Run runs a command and fails the test with its output if it fails.
+func Run(t testing.TB, name string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out.String())
+	}
+	return out.String()
+}
+
+// SHA256File returns the hex SHA-256 of a file.
+func SHA256File(t testing.TB, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// Unchanged records the SHA-256 of files now and checks at cleanup that
+// none of them changed: the proof that sources are never written.
+func Unchanged(t testing.TB, paths ...string) {
+	t.Helper()
+	sums := map[string]string{}
+	for _, p := range paths {
+		sums[p] = SHA256File(t, p)
+	}
+	t.Cleanup(func() {
+		for _, p := range paths {
+			if got := SHA256File(t, p); got != sums[p] {
+				t.Errorf("source %s was modified: sha256 %s, was %s", p, got, sums[p])
+			}
+		}
+	})
+}
+
+// RandBytes returns n pseudo-random bytes from seed.
+func RandBytes(seed int64, n int) []byte {
+	b := make([]byte, n)
+	rand.New(rand.NewSource(seed)).Read(b)
+	return b
+}
+
+// Unmount unmounts a FUSE mount point, retrying while it is busy.
+func Unmount(dir string) error {
+	var err error
+	for i := 0; i < 50; i++ {
+		out, e := exec.Command("fusermount3", "-u", dir).CombinedOutput()
+		if e == nil {
+			return nil
+		}
+		if !isMounted(dir) {
+			return nil
+		}
+		err = &exec.ExitError{}
+		_ = out
+		time.Sleep(100 * time.Millisecond)
+	}
+	if out, e := exec.Command("fusermount3", "-uz", dir).CombinedOutput(); e != nil {
+		return &mountError{dir: dir, out: string(out), err: err}
+	}
+	return nil
+}
+
+type mountError struct {
+	dir, out string
+	err      error
+}
+
+func (e *mountError) Error() string { return "unmount " + e.dir + ": " + e.out }
+
+func isMounted(dir string) bool {
+	abs, _ := filepath.Abs(dir)
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && f[4] == abs {
+			return true
+		}
+	}
+	return false
+}
+
+// IsMounted reports whether dir is a mount point.
+func IsMounted(dir string) bool { return isMounted(dir) }
+
+// VhdiMount mounts file with libvhdi's vhdimount and returns the path of
+// the image file that presents the whole chain (the last vhdiN). The mount
+// is removed at cleanup, also when the test fails.
+func VhdiMount(t testing.TB, file string) string {
+	t.Helper()
+	Need(t, "vhdimount")
+	NeedFUSE(t)
+	dir := t.TempDir()
+	mnt := filepath.Join(dir, "mnt")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	Run(t, "vhdimount", file, mnt)
+	t.Cleanup(func() {
+		if err := Unmount(mnt); err != nil {
+			t.Errorf("%v", err)
+		}
+	})
+	ents, err := os.ReadDir(mnt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// vhdi1 is the base; the highest number is the file given, seen
+	// through its whole chain.
+	last, lastN := "", 0
+	for _, e := range ents {
+		var n int
+		if _, err := fmt.Sscanf(e.Name(), "vhdi%d", &n); err == nil && n > lastN {
+			last, lastN = e.Name(), n
+		}
+	}
+	if last == "" {
+		t.Fatalf("vhdimount of %s shows no image", file)
+	}
+	return filepath.Join(mnt, last)
+}
