@@ -1,0 +1,71 @@
+package checkpoint
+
+import (
+	"io"
+	"io/fs"
+	"time"
+
+	"github.com/ckptfs/ckptfs/volume"
+)
+
+// Node is one entry of the tree a mount shows, computed as plain data
+// before anything is mounted (package fusefs only renders it). Exactly one
+// of the content fields is used: Children (a folder, possibly computed
+// lazily by List), Data (a file), FS (a whole file system rendered from
+// its root) or Target (a symlink).
+type Node struct {
+	Name  string
+	Mode  fs.FileMode // permission bits; the type follows from the content
+	Mtime time.Time
+
+	// Folder.
+	Children []*Node
+	// List computes Children on first use (e.g. partitions, which need
+	// reads of the disk). It is called at most once.
+	List func() ([]*Node, error)
+	IsDir bool
+
+	// File.
+	Data io.ReaderAt
+	Size int64
+	// Writer, when set, makes the file writable; writes go through it.
+	Writer io.WriterAt
+	// Sync, when set, makes fsync durable.
+	Sync func() error
+	// Immutable lets the kernel keep the file's pages cached across opens.
+	Immutable bool
+
+	// File system: the root of FS is rendered in place of this folder.
+	FS volume.FS
+
+	// Symlink.
+	Target string
+}
+
+// Dir returns a folder node.
+func Dir(name string, children ...*Node) *Node {
+	return &Node{Name: name, IsDir: true, Mode: 0o555, Children: children}
+}
+
+// File returns a read-only, immutable file node.
+func File(name string, r io.ReaderAt, size int64) *Node {
+	return &Node{Name: name, Mode: 0o444, Data: r, Size: size, Immutable: true}
+}
+
+// Bytes returns a small read-only file holding b.
+func Bytes(name string, b []byte) *Node {
+	return &Node{Name: name, Mode: 0o444, Data: bytesReader(b), Size: int64(len(b)), Immutable: true}
+}
+
+type bytesReader []byte
+
+func (b bytesReader) ReadAt(p []byte, off int64) (int, error) {
+	if off >= int64(len(b)) {
+		return 0, io.EOF
+	}
+	n := copy(p, b[off:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}

@@ -1,0 +1,87 @@
+// Package volume describes what is inside a virtual disk: partitions and the
+// file systems on them, read in-process through an io.ReaderAt.
+//
+// Each file-system reader lives in its own sub-package (volume/ntfs,
+// volume/fat, volume/ext4) and implements FS. Readers are read-only, safe
+// for concurrent use, and never panic on corrupt input: damaged structures
+// surface as errors wrapping ErrCorrupt for the affected inode only.
+package volume
+
+import (
+	"errors"
+	"io"
+	"io/fs"
+	"time"
+)
+
+// Errors returned by file-system readers. Wrap them with %w so callers can
+// test with errors.Is.
+var (
+	// ErrCorrupt marks a damaged on-disk structure.
+	ErrCorrupt = errors.New("corrupt file system structure")
+	// ErrNotFound is returned by Lookup for a missing name.
+	ErrNotFound = fs.ErrNotExist
+	// ErrNotDir is returned when a directory operation targets a non-directory.
+	ErrNotDir = errors.New("not a directory")
+	// ErrUnsupported marks a feature the reader does not implement.
+	ErrUnsupported = errors.New("unsupported file system feature")
+	// ErrUnknownFS is returned by Detect when no reader recognises the data.
+	ErrUnknownFS = errors.New("no supported file system found")
+)
+
+// Entry is one name in a directory.
+type Entry struct {
+	Name string      // the name as stored, converted to UTF-8
+	Ino  uint64      // the inode (NTFS: MFT record number; FAT: a synthetic id)
+	Mode fs.FileMode // type bits only (fs.ModeDir, fs.ModeSymlink, 0 for regular)
+}
+
+// Attr describes one inode.
+type Attr struct {
+	Ino   uint64
+	Mode  fs.FileMode // type bits and permission bits
+	Size  int64       // logical size in bytes (symlink: target length)
+	Nlink uint32
+	Uid   uint32
+	Gid   uint32
+	Mtime time.Time // last data modification
+	Atime time.Time // last access
+	Ctime time.Time // last metadata change (NTFS: MFT record change time)
+	Btime time.Time // creation (zero if the file system has none)
+	// Alloc is the number of bytes allocated on disk (for du; may be 0).
+	Alloc int64
+}
+
+// File is an open regular file (or alternate data stream).
+type File interface {
+	io.ReaderAt
+	Size() int64
+}
+
+// FS is a read-only file system.
+type FS interface {
+	// Type names the file system: "ntfs", "fat12", "fat16", "fat32", "ext4".
+	Type() string
+	// Label is the volume label, or "" if none.
+	Label() string
+	// Root is the inode of the root directory.
+	Root() uint64
+	// CaseInsensitive reports whether Lookup ignores letter case (NTFS, FAT).
+	CaseInsensitive() bool
+	// Stat returns the attributes of an inode.
+	Stat(ino uint64) (Attr, error)
+	// ReadDir lists a directory without "." and "..", sorted by name.
+	ReadDir(ino uint64) ([]Entry, error)
+	// Lookup finds one name in a directory.
+	Lookup(dir uint64, name string) (Entry, error)
+	// Open opens the unnamed data of a regular file.
+	Open(ino uint64) (File, error)
+	// Readlink returns a symlink's target (NTFS: the reparse point's
+	// substitute name made relative where possible).
+	Readlink(ino uint64) (string, error)
+	// Streams lists the names of an inode's alternate data streams (NTFS
+	// only; others return nil).
+	Streams(ino uint64) ([]string, error)
+	// OpenStream opens a named alternate data stream.
+	OpenStream(ino uint64, name string) (File, error)
+}
