@@ -22,7 +22,7 @@ type Node struct {
 	Children []*Node
 	// List computes Children on first use (e.g. partitions, which need
 	// reads of the disk). It is called at most once.
-	List func() ([]*Node, error)
+	List  func() ([]*Node, error)
 	IsDir bool
 
 	// File.
