@@ -1,8 +1,10 @@
 package chain
 
 import (
+	"cmp"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 
 	"github.com/ckptfs/ckptfs/disk"
@@ -114,19 +116,25 @@ func (c *Chain) resolveUnit(u int64) ([]Run, error) {
 		}
 		bs := l.BlockSize()
 		var next []Run
+		// pending is sorted; walk it against the layer's extents with two
+		// cursors, fetching each layer block's extents once. A unit never
+		// spans two blocks of a layer (block sizes are powers of two no
+		// smaller than the unit), but pieces of it share one block.
+		block, j := int64(-1), 0
 		for _, p := range pending {
-			// A unit never spans two blocks of any layer: block sizes are
-			// powers of two no smaller than the unit.
-			var err error
-			ext, err = l.BlockExtents(p.Offset/bs, ext[:0])
-			if err != nil {
-				return nil, err
-			}
-			for _, e := range ext {
-				lo, hi := max(e.Offset, p.Offset), min(e.Offset+e.Length, p.End())
-				if lo >= hi {
-					continue
+			if b := p.Offset / bs; b != block {
+				var err error
+				if ext, err = l.BlockExtents(b, ext[:0]); err != nil {
+					return nil, err
 				}
+				block, j = b, 0
+			}
+			for j < len(ext) && ext[j].Offset+ext[j].Length <= p.Offset {
+				j++
+			}
+			for k := j; k < len(ext) && ext[k].Offset < p.End(); k++ {
+				e := ext[k]
+				lo, hi := max(e.Offset, p.Offset), min(e.Offset+e.Length, p.End())
 				switch e.Source {
 				case disk.Data:
 					runs = append(runs, Run{lo, hi - lo, li, e.FileOffset + (lo - e.Offset)})
@@ -145,12 +153,7 @@ func (c *Chain) resolveUnit(u int64) ([]Run, error) {
 }
 
 func sortRuns(r []Run) {
-	// Insertion sort: runs of one unit are few and nearly sorted.
-	for i := 1; i < len(r); i++ {
-		for j := i; j > 0 && r[j].Offset < r[j-1].Offset; j-- {
-			r[j], r[j-1] = r[j-1], r[j]
-		}
-	}
+	slices.SortFunc(r, func(a, b Run) int { return cmp.Compare(a.Offset, b.Offset) })
 }
 
 // mergeRuns joins runs that continue each other in the same layer (and
