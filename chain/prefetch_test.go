@@ -86,7 +86,7 @@ func TestPrefetcherInvalidate(t *testing.T) {
 	p.Window = 256 << 10
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	var mu sync.Mutex // orders "write+invalidate done" against checks
+	var mu sync.Mutex                  // orders "write+invalidate done" against checks
 	version := make([]byte, size/4096) // the generation written to each 4 KiB
 	for g := 0; g < 3; g++ {
 		wg.Add(1)
