@@ -61,7 +61,7 @@ func Build(root string, seed int64) (*Fixture, error) {
 	}
 	type layerSpec struct{ key, parent string }
 	specs := []layerSpec{{"base", ""}, {"A", "base"}, {"C", "A"}, {"B", "base"}, {"D", "B"}}
-	files := map[string]map[string]string{}   // disk → key → file name
+	files := map[string]map[string]string{}    // disk → key → file name
 	contents := map[string]map[string][]byte{} // disk → key → contents
 	for di, dname := range fx.Disks {
 		files[dname], contents[dname] = map[string]string{}, map[string][]byte{}
