@@ -1,8 +1,11 @@
-// Package disk reads one VHDX file ([MS-VHDX] v8.0): fixed, dynamic or
-// differencing. It parses and validates every structure, replays a dirty
+// Package disk handles one VHDX file ([MS-VHDX] v8.0): fixed, dynamic or
+// differencing. Open parses and validates every structure, replays a dirty
 // log in memory (the file is opened read-only and never written), and
-// reports per block which sectors this file holds and where. It knows
-// nothing about parents: package chain stacks files into a disk.
+// reports per block which sectors this file holds and where. Writer creates
+// and writes new files (differencing layers, flattened exports), updating
+// metadata through the log; it refuses to write files ckptfs did not
+// create. The package knows nothing about chains: package chain stacks
+// files into a disk.
 //
 // Block states are interpreted as follows ([MS-VHDX] §2.5.1.1):
 //

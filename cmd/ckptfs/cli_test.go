@@ -183,3 +183,38 @@ func TestLsJSON(t *testing.T) {
 		t.Errorf("ls text:\n%s", out)
 	}
 }
+
+// TestExportVHDX flattens a chain into a standalone dynamic VHDX and reads
+// it back with qemu-img, an independent reader.
+func TestExportVHDX(t *testing.T) {
+	testutil.Need(t, "qemu-img")
+	dir := t.TempDir()
+	leaf, want, paths := smallChain(t, dir)
+	testutil.Unchanged(t, paths...)
+	out := filepath.Join(dir, "flat.vhdx")
+	if code, _, errs := cli("export", "--format", "vhdx", "--block-size", "2M", leaf, out); code != 0 {
+		t.Fatalf("export: %s", errs)
+	}
+	back := filepath.Join(dir, "back.raw")
+	testutil.Run(t, "qemu-img", "convert", "-f", "vhdx", "-O", "raw", out, back)
+	got, err := os.ReadFile(back)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("qemu-img reads different bytes from the exported VHDX")
+	}
+	// Only the one block holding data is allocated.
+	code, js, _ := cli("info", "--json", out)
+	var fi fileInfo
+	if code != 0 || json.Unmarshal([]byte(js), &fi) != nil {
+		t.Fatalf("info of export: %s", js)
+	}
+	if fi.Type != "dynamic" || fi.Blocks["FULLY_PRESENT"] != 1 {
+		t.Errorf("exported VHDX blocks: %v", fi.Blocks)
+	}
+	testutil.Run(t, "qemu-img", "check", out)
+	if code, _, errs := cli("export", "--format", "vhdx", leaf, out); code == 0 || !strings.Contains(errs, "--force") {
+		t.Errorf("export over an existing file: %d %s", code, errs)
+	}
+}

@@ -1,17 +1,20 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 
 	"github.com/ckptfs/ckptfs/chain"
+	"github.com/ckptfs/ckptfs/disk"
 )
 
 func init() {
 	register("export", command{
-		summary: "write the virtual disk at a chain point as a sparse raw image (OUT of - is stdout)",
-		usage:   "FILE OUT [--search-path DIR]... [--ignore-linkage]",
+		summary: "write the virtual disk at a chain point as a sparse raw image (OUT of - is stdout) or a standalone VHDX",
+		usage:   "FILE OUT [--format raw|vhdx] [--search-path DIR]... [--ignore-linkage] [--force]",
 		run:     runExport,
 	})
 }
@@ -24,8 +27,17 @@ func runExport(args []string, stdout, stderr io.Writer) error {
 	var cf chainFlags
 	cf.add(fs)
 	force := fs.Bool("force", false, "overwrite OUT if it exists")
+	format := fs.String("format", "raw", "raw (sparse raw image) or vhdx (standalone dynamic VHDX: only blocks holding data allocated)")
+	blockSize := fs.String("block-size", "32M", "block size of a --format vhdx image (1M to 256M)")
 	if err := parse(fs, args, 2, 2); err != nil {
 		return err
+	}
+	if *format != "raw" && *format != "vhdx" {
+		return fmt.Errorf("%w: --format must be raw or vhdx, not %q", errUsage, *format)
+	}
+	bs, err := parseSize(*blockSize)
+	if err != nil || bs < disk.MinBlockSize || bs > disk.MaxBlockSize || bs&(bs-1) != 0 {
+		return fmt.Errorf("%w: --block-size must be a power of two from 1M to 256M", errUsage)
 	}
 	c, err := chain.Open(fs.Arg(0), chain.Options{SearchPaths: cf.searchPaths, IgnoreLinkage: cf.ignoreLinkage})
 	if err != nil {
@@ -33,6 +45,20 @@ func runExport(args []string, stdout, stderr io.Writer) error {
 	}
 	defer c.Close()
 	out := fs.Arg(1)
+	if *format == "vhdx" {
+		if out == "-" {
+			return fmt.Errorf("%w: --format vhdx needs a file, not stdout", errUsage)
+		}
+		if *force {
+			for _, l := range c.Links {
+				if same(l.Path, out) {
+					return fmt.Errorf("%s: refusing to write over a file of the chain", out)
+				}
+			}
+			os.Remove(out)
+		}
+		return exportVHDX(c, out, uint32(bs), newProgress(stderr, "export", c.Size()))
+	}
 	if out == "-" {
 		return exportStream(c, stdout, newProgress(stderr, "export", c.Size()))
 	}
@@ -97,6 +123,99 @@ func exportSparse(c *chain.Chain, out *os.File, p *progress) error {
 		p.Add(n)
 	}
 	return out.Sync()
+}
+
+// exportVHDX flattens the chain point into a new dynamic VHDX. Blocks no
+// layer holds, and blocks whose data is all zeros, stay unallocated.
+func exportVHDX(c *chain.Chain, out string, blockSize uint32, p *progress) (err error) {
+	defer p.Finish()
+	leaf := c.Leaf()
+	w, err := disk.CreateDynamic(out, c.Size(), disk.CreateOptions{
+		BlockSize:          blockSize,
+		LogicalSectorSize:  uint32(leaf.SectorSize()),
+		PhysicalSectorSize: leaf.Metadata.PhysicalSectorSize,
+		VirtualDiskID:      leaf.Metadata.VirtualDiskID,
+	})
+	if err != nil {
+		if os.IsExist(errors.Unwrap(err)) || errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("%s exists; use --force to overwrite it", out)
+		}
+		return err
+	}
+	defer func() {
+		if cerr := w.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			os.Remove(out)
+		}
+	}()
+	bs := int64(blockSize)
+	buf := make([]byte, bs)
+	var runs []chain.Run
+	for off := int64(0); off < c.Size(); off += bs {
+		n := min(bs, c.Size()-off)
+		if runs, err = c.Map(off, n, runs[:0]); err != nil {
+			return err
+		}
+		held := false
+		for _, r := range runs {
+			held = held || r.Layer >= 0
+		}
+		if held {
+			b := buf[:n]
+			if _, err := c.ReadAt(b, off); err != nil && err != io.EOF {
+				return err
+			}
+			if !allZero(b) {
+				if _, err := w.WriteAt(b, off); err != nil {
+					return err
+				}
+			}
+		}
+		p.Add(n)
+	}
+	return w.Sync()
+}
+
+func allZero(b []byte) bool {
+	for len(b) >= 8 {
+		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, x := range b {
+		if x != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// parseSize parses sizes like 512, 64K, 2M, 1G, 1T (binary units).
+func parseSize(s string) (int64, error) {
+	mult := int64(1)
+	if n := len(s); n > 0 {
+		switch s[n-1] {
+		case 'K', 'k':
+			mult = 1 << 10
+		case 'M', 'm':
+			mult = 1 << 20
+		case 'G', 'g':
+			mult = 1 << 30
+		case 'T', 't':
+			mult = 1 << 40
+		}
+		if mult > 1 {
+			s = s[:n-1]
+		}
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || v < 0 {
+		return 0, fmt.Errorf("bad size %q", s)
+	}
+	return v * mult, nil
 }
 
 // exportStream writes every byte, zeros included, to a stream.
