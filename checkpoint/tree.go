@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"time"
 
+	"github.com/ckptfs/ckptfs/chain"
 	"github.com/ckptfs/ckptfs/volume"
 )
 
@@ -40,6 +41,15 @@ type Node struct {
 
 	// Symlink.
 	Target string
+
+	// Disk, set on the nodes of a whole disk, a partition or a file
+	// system, is the virtual disk at the node's point, and
+	// [DiskOffset, DiskOffset+DiskLength) the bytes of it the node shows.
+	// Rendering ignores it; tools comparing points (ckptfs diff) use it
+	// to find which bytes can differ.
+	Disk       *chain.Chain
+	DiskOffset int64
+	DiskLength int64
 }
 
 // Dir returns a folder node.

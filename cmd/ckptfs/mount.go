@@ -1,0 +1,264 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/ckptfs/ckptfs/chain"
+	"github.com/ckptfs/ckptfs/checkpoint"
+	"github.com/ckptfs/ckptfs/disk"
+	"github.com/ckptfs/ckptfs/fusefs"
+)
+
+func init() {
+	register("mount", command{
+		summary: "mount every point of a chain (or of every chain in a folder) as read-only raw disks and partitions",
+		usage:   "SOURCE MOUNTPOINT [-f] [--allow-other] [--direct-io] [--debug] [--log-file FILE] [--search-path DIR]... [--ignore-linkage]",
+		run:     runMount,
+	})
+}
+
+// mountFlags are the flags of `ckptfs mount`.
+type mountFlags struct {
+	chainFlags
+	foreground bool
+	allowOther bool
+	debug      bool
+	directIO   bool
+	logFile    string
+}
+
+func runMount(args []string, stdout, stderr io.Writer) error {
+	fl := newFlags("mount", stderr)
+	var mf mountFlags
+	mf.add(fl)
+	fl.BoolVarP(&mf.foreground, "foreground", "f", false, "stay in the foreground, logging to stderr, until unmounted or interrupted")
+	fl.BoolVar(&mf.allowOther, "allow-other", false, "let other users see the mount (non-root needs user_allow_other in /etc/fuse.conf)")
+	fl.BoolVar(&mf.debug, "debug", false, "log every FUSE operation (use with -f or --log-file)")
+	fl.BoolVar(&mf.directIO, "direct-io", false, "bypass the page cache: faster for one pass over a disk, much slower for repeated or small reads")
+	fl.StringVar(&mf.logFile, "log-file", "", "append the daemon's log to `FILE` (default: stderr with -f, discarded otherwise)")
+	if err := parse(fl, args, 2, 2); err != nil {
+		return err
+	}
+	source, mnt := fl.Arg(0), fl.Arg(1)
+	// The daemon runs in "/": resolve every path against the caller's folder.
+	for _, p := range append([]*string{&source, &mnt}, stringPtrs(mf.searchPaths)...) {
+		if abs, err := filepath.Abs(*p); err == nil {
+			*p = abs
+		}
+	}
+	if mf.debug {
+		logrus.SetLevel(logrus.DebugLevel)
+	}
+	if mf.logFile != "" {
+		f, err := os.OpenFile(mf.logFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if err != nil {
+			return fmt.Errorf("log file: %w", err)
+		}
+		defer f.Close()
+		logrus.SetOutput(f)
+		logrus.SetFormatter(&logrus.TextFormatter{FullTimestamp: true})
+	}
+	if isDaemonChild() {
+		return daemonChild(func(ready func(error) error) error { return serveMount(source, mnt, mf, ready) })
+	}
+	if mf.foreground {
+		return serveMount(source, mnt, mf, func(error) error { return nil })
+	}
+	return startDaemon(args, mf.logFile)
+}
+
+func stringPtrs(s []string) []*string {
+	out := make([]*string, len(s))
+	for i := range s {
+		out[i] = &s[i]
+	}
+	return out
+}
+
+// serveMount opens source, mounts it on mnt and serves until unmounted.
+// ready is called once: with nil when the mount is usable, or with the
+// error that prevented it (then serveMount returns that error too). If
+// ready fails (the waiting parent went away), the mount is undone.
+func serveMount(source, mnt string, mf mountFlags, ready func(error) error) (err error) {
+	defer func() {
+		if err != nil {
+			ready(err)
+		}
+	}()
+	absMnt, err := checkMountpoint(mnt)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	src, err := checkpoint.OpenSource(source, chain.Options{SearchPaths: mf.searchPaths, IgnoreLinkage: mf.ignoreLinkage})
+	if err != nil {
+		return sourceError(source, err)
+	}
+	defer src.Close()
+	points, err := src.FileTree(checkpoint.FileTreeOptions{})
+	if err != nil {
+		return err
+	}
+	root := checkpoint.Dir("", points...)
+	for _, p := range points {
+		if p.Mtime.After(root.Mtime) {
+			root.Mtime = p.Mtime
+		}
+	}
+	// Signals from now on unmount instead of killing a mounted daemon.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	signal.Ignore(syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	srv, err := fusefs.Mount(absMnt, root, fusefs.Options{
+		AllowOther:  mf.allowOther,
+		Debug:       mf.debug,
+		FsName:      src.Path,
+		ReadAheadKB: fusefs.MaxRead >> 10,
+		DirectIO:    mf.directIO,
+	})
+	if err != nil {
+		return mountError(absMnt, mf, err)
+	}
+	logrus.Infof("mounted %s on %s: %d chain(s), %d point(s), in %v", src.Path, absMnt, len(src.Chains), len(points), time.Since(start).Round(time.Millisecond))
+	if err := ready(nil); err != nil {
+		logrus.Errorf("nobody is waiting for the mount (%v): unmounting", err)
+		unmountServer(srv)
+		srv.Wait()
+		return nil
+	}
+	done := make(chan struct{})
+	go func() { srv.Wait(); close(done) }()
+	for {
+		select {
+		case <-done:
+			logrus.Infof("%s unmounted", absMnt)
+			return nil
+		case s := <-sigs:
+			logrus.Infof("%v: unmounting %s", s, absMnt)
+			go unmountServer(srv)
+		}
+	}
+}
+
+// unmountServer unmounts srv; when files are still open it detaches the mount
+// lazily so the daemon can exit once they are closed.
+func unmountServer(srv *fusefs.Server) {
+	if err := srv.Unmount(); err != nil {
+		logrus.Warnf("%v; detaching lazily (the mount goes away when its last file is closed)", err)
+		if out, err := execCommand("fusermount3", "-u", "-z", srv.Dir); err != nil {
+			logrus.Errorf("fusermount3 -u -z %s: %v: %s", srv.Dir, err, strings.TrimSpace(out))
+		}
+	}
+}
+
+// checkMountpoint returns the absolute mount point or an error saying what
+// to do about it.
+func checkMountpoint(mnt string) (string, error) {
+	abs, err := filepath.Abs(mnt)
+	if err != nil {
+		return "", err
+	}
+	st, err := os.Stat(abs)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return "", fmt.Errorf("mount point %s does not exist; create it first (mkdir -p %s)", abs, abs)
+	case errors.Is(err, syscall.ENOTCONN):
+		return "", fmt.Errorf("mount point %s is a dead FUSE mount (%w); clean it up with fusermount3 -u %s", abs, err, abs)
+	case err != nil:
+		return "", fmt.Errorf("mount point: %w", err)
+	case !st.IsDir():
+		return "", fmt.Errorf("mount point %s is not a folder; give an empty folder", abs)
+	}
+	real := abs
+	if r, err := filepath.EvalSymlinks(abs); err == nil {
+		real = r
+	}
+	if isMountpoint(real) {
+		return "", fmt.Errorf("mount point %s is busy: something is already mounted there; unmount it first (fusermount3 -u %s) or use another folder", abs, abs)
+	}
+	return abs, nil
+}
+
+// isMountpoint reports whether dir is the mount point of a mount.
+func isMountpoint(dir string) bool {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && unescapeMountinfo(f[4]) == dir {
+			return true
+		}
+	}
+	return false
+}
+
+// unescapeMountinfo undoes the octal escapes (\040 for a space...) of a
+// mountinfo path.
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			var v byte
+			ok := true
+			for _, c := range []byte(s[i+1 : i+4]) {
+				if c < '0' || c > '7' {
+					ok = false
+					break
+				}
+				v = v*8 + (c - '0')
+			}
+			if ok {
+				b.WriteByte(v)
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// sourceError adds to an error opening SOURCE what the user can do.
+func sourceError(source string, err error) error {
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && !strings.Contains(err.Error(), "parent"):
+		return fmt.Errorf("%w; SOURCE must be a .vhdx/.avhdx file or a folder holding such files", err)
+	case errors.Is(err, disk.ErrNotVHDX):
+		return fmt.Errorf("%w; SOURCE must be a .vhdx/.avhdx file or a folder holding only such disk files", err)
+	case errors.Is(err, checkpoint.ErrNoDisks):
+		return fmt.Errorf("%w; give a folder holding the .vhdx and .avhdx files, or one such file", err)
+	}
+	// chain errors (missing parent, linkage) already say what to do.
+	return err
+}
+
+// mountError explains a failed FUSE mount.
+func mountError(mnt string, mf mountFlags, err error) error {
+	msg := err.Error()
+	switch {
+	case mf.allowOther && strings.Contains(msg, "allow_other"):
+		return fmt.Errorf("%w; add user_allow_other to /etc/fuse.conf or drop --allow-other", err)
+	case strings.Contains(msg, "fusermount") && strings.Contains(msg, "not found"):
+		return fmt.Errorf("%w; install fuse3 (fusermount3)", err)
+	case strings.Contains(msg, "/dev/fuse"):
+		return fmt.Errorf("%w; FUSE is not available here (modprobe fuse, or give the container /dev/fuse)", err)
+	}
+	return err
+}

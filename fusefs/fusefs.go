@@ -1,0 +1,633 @@
+// Package fusefs renders a checkpoint.Node tree as a read-only FUSE file
+// system with go-fuse's fs package. It knows nothing about disk formats:
+// everything it shows was computed as plain data before mounting (package
+// checkpoint), except folders listed lazily through Node.List and file
+// systems rendered from a volume.FS (Node.FS).
+//
+// The tree is immutable, so the mount is tuned for it: long entry and
+// attribute timeouts, FOPEN_KEEP_CACHE on immutable files (re-reads come
+// from the page cache), 1 MiB READ requests, no splice, and no lock on the
+// read path (Node.Data must be safe for concurrent ReadAt, as
+// chain.Chain is).
+//
+// Everything is read-only: the mount is "ro", and Node.Writer and
+// Node.Sync are not rendered yet (opening for writing fails with EROFS).
+package fusefs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+
+	"github.com/ckptfs/ckptfs/checkpoint"
+	"github.com/ckptfs/ckptfs/volume"
+)
+
+// Options control a mount.
+type Options struct {
+	// AllowOther lets other users see the mount (needs user_allow_other
+	// in /etc/fuse.conf when not root).
+	AllowOther bool
+	// Debug logs every FUSE operation at debug level to Log.
+	Debug bool
+	// Log receives diagnostics (a folder that cannot be listed, a read
+	// error) and, with Debug, the operation log. Nil means the logrus
+	// standard logger.
+	Log logrus.FieldLogger
+	// FsName is shown as the mount's source in /proc/mounts and df.
+	FsName string
+	// Timeout is the kernel's entry and attribute cache timeout; 0 means
+	// one hour (the tree never changes while mounted).
+	Timeout time.Duration
+	// ReadAheadKB, when positive, is written to the mount's bdi
+	// read_ahead_kb after mounting, so that sequential reads arrive as
+	// 1 MiB requests instead of 128 KiB ones. It needs root; failure is
+	// only logged.
+	ReadAheadKB int
+	// UID and GID own every node not from a volume.FS; 0 means the
+	// mounting process's IDs.
+	UID, GID uint32
+	// DirectIO reads files with direct I/O: each read goes to the daemon
+	// straight into the reader's buffer, nothing is cached. A single pass
+	// over a disk is faster this way; repeated and small reads are much
+	// slower. By default immutable files are read through the page cache,
+	// kept across opens.
+	DirectIO bool
+}
+
+// MaxRead is the largest READ request asked of the kernel.
+const MaxRead = 1 << 20
+
+// Server is a mounted tree.
+type Server struct {
+	srv *fuse.Server
+	// Dir is the absolute mount point.
+	Dir string
+}
+
+// Unmount unmounts the tree. It fails with EBUSY while files are open.
+func (s *Server) Unmount() error {
+	if err := s.srv.Unmount(); err != nil {
+		return fmt.Errorf("unmounting %s: %w", s.Dir, err)
+	}
+	return nil
+}
+
+// Wait returns when the file system is unmounted (by Unmount or by
+// `fusermount3 -u`).
+func (s *Server) Wait() { s.srv.Wait() }
+
+// Mount mounts root on dir (which must be an existing folder) read-only
+// and serves it until unmounted. root must be a folder.
+func Mount(dir string, root *checkpoint.Node, opts Options) (*Server, error) {
+	if root == nil || typeBits(root) != syscall.S_IFDIR {
+		return nil, errors.New("fusefs: the root must be a folder")
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	lg := opts.Log
+	if lg == nil {
+		lg = logrus.StandardLogger()
+	}
+	timeout := opts.Timeout
+	if timeout <= 0 {
+		timeout = time.Hour
+	}
+	uid, gid := opts.UID, opts.GID
+	if uid == 0 {
+		uid = uint32(os.Getuid())
+	}
+	if gid == 0 {
+		gid = uint32(os.Getgid())
+	}
+	t := newTree(lg, uid, gid)
+	t.directIO = opts.DirectIO
+	fo := &gofs.Options{
+		EntryTimeout:    &timeout,
+		AttrTimeout:     &timeout,
+		NegativeTimeout: &timeout,
+		UID:             uid,
+		GID:             gid,
+		Logger:          log.New(logWriter{lg, logrus.WarnLevel}, "go-fuse: ", 0),
+		MountOptions: fuse.MountOptions{
+			AllowOther:    opts.AllowOther,
+			FsName:        opts.FsName,
+			Name:          "ckptfs",
+			Options:       []string{"ro", "default_permissions"},
+			MaxWrite:      MaxRead,
+			MaxReadAhead:  MaxRead,
+			MaxBackground: 64,
+			DisableSplice: true,
+			// Nothing ever changes: let the kernel keep pages even when
+			// it sees a new mtime (it never will).
+			ExplicitDataCacheControl: true,
+			Debug:                    opts.Debug,
+			Logger:                   log.New(logWriter{lg, logrus.DebugLevel}, "", 0),
+		},
+	}
+	if fo.FsName == "" {
+		fo.FsName = "ckptfs"
+	}
+	rootNode := t.embedder(root)
+	srv, err := gofs.Mount(abs, rootNode, fo)
+	if err != nil {
+		return nil, fmt.Errorf("mounting on %s: %w", abs, err)
+	}
+	s := &Server{srv: srv, Dir: abs}
+	if opts.ReadAheadKB > 0 {
+		if err := setReadAhead(abs, opts.ReadAheadKB); err != nil {
+			lg.Debugf("read_ahead_kb not raised: %v", err)
+		}
+	}
+	return s, nil
+}
+
+// setReadAhead writes kb to the bdi read_ahead_kb of the file system
+// mounted at dir.
+func setReadAhead(dir string, kb int) error {
+	var st syscall.Stat_t
+	if err := syscall.Stat(dir, &st); err != nil {
+		return err
+	}
+	p := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(st.Dev), unix.Minor(st.Dev))
+	if err := os.WriteFile(p, []byte(strconv.Itoa(kb)), 0); err != nil {
+		return fmt.Errorf("writing %s: %w", p, err)
+	}
+	return nil
+}
+
+// logWriter turns go-fuse's log lines into logrus entries.
+type logWriter struct {
+	l   logrus.FieldLogger
+	lvl logrus.Level
+}
+
+func (w logWriter) Write(p []byte) (int, error) {
+	msg := strings.TrimRight(string(p), "\n")
+	switch w.lvl {
+	case logrus.DebugLevel:
+		w.l.Debug(msg)
+	default:
+		w.l.Warn(msg)
+	}
+	return len(p), nil
+}
+
+// tree holds what is shared by all nodes of one mount: inode numbers and
+// the listings of folders.
+type tree struct {
+	log      logrus.FieldLogger
+	uid, gid uint32
+
+	mu       sync.Mutex
+	inos     map[any]uint64 // *checkpoint.Node or volKey -> inode number
+	nextIno  uint64
+	listings map[*checkpoint.Node]*listing
+	fsIDs    map[*checkpoint.Node]uint64
+	directIO bool
+}
+
+// volKey identifies an inode of a volume.FS within the mount.
+type volKey struct{ fs, ino uint64 }
+
+func newTree(lg logrus.FieldLogger, uid, gid uint32) *tree {
+	return &tree{log: lg, uid: uid, gid: gid, inos: map[any]uint64{}, nextIno: 2,
+		listings: map[*checkpoint.Node]*listing{}, fsIDs: map[*checkpoint.Node]uint64{}}
+}
+
+// ino returns the stable inode number of key, assigning one on first use.
+func (t *tree) ino(key any) uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if n, ok := t.inos[key]; ok {
+		return n
+	}
+	n := t.nextIno
+	t.nextIno++
+	t.inos[key] = n
+	return n
+}
+
+// fsID numbers the volume.FS of node n.
+func (t *tree) fsID(n *checkpoint.Node) uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if id, ok := t.fsIDs[n]; ok {
+		return id
+	}
+	id := uint64(len(t.fsIDs) + 1)
+	t.fsIDs[n] = id
+	return id
+}
+
+// listing is a folder's children, computed once.
+type listing struct {
+	once     sync.Once
+	children []*checkpoint.Node
+	byName   map[string]*checkpoint.Node
+	err      error
+}
+
+// list returns n's children, calling n.List at most once per mount.
+func (t *tree) list(n *checkpoint.Node) (*listing, error) {
+	t.mu.Lock()
+	l := t.listings[n]
+	if l == nil {
+		l = &listing{}
+		t.listings[n] = l
+	}
+	t.mu.Unlock()
+	l.once.Do(func() {
+		kids := n.Children
+		if n.List != nil {
+			kids, l.err = n.List()
+			if l.err != nil {
+				t.log.Errorf("listing %s: %v", n.Name, l.err)
+				return
+			}
+		}
+		l.children = kids
+		l.byName = make(map[string]*checkpoint.Node, len(kids))
+		for _, c := range kids {
+			if c == nil {
+				continue
+			}
+			if c.Name == "" || c.Name == "." || c.Name == ".." || strings.Contains(c.Name, "/") {
+				t.log.Warnf("folder %s: skipping an entry with an impossible name %q", n.Name, c.Name)
+				continue
+			}
+			if _, dup := l.byName[c.Name]; dup {
+				t.log.Warnf("folder %s: skipping a second entry named %q", n.Name, c.Name)
+				continue
+			}
+			l.byName[c.Name] = c
+		}
+	})
+	return l, l.err
+}
+
+// typeBits is the S_IFMT part of a node's mode.
+func typeBits(n *checkpoint.Node) uint32 {
+	switch {
+	case n.IsDir || n.FS != nil || n.Children != nil || n.List != nil:
+		return syscall.S_IFDIR
+	case n.Target != "":
+		return syscall.S_IFLNK
+	}
+	return syscall.S_IFREG
+}
+
+// embedder returns a new go-fuse node rendering n.
+func (t *tree) embedder(n *checkpoint.Node) gofs.InodeEmbedder {
+	if n.FS != nil {
+		v := &volNode{t: t, v: n.FS, fsid: t.fsID(n), ino: n.FS.Root()}
+		return v
+	}
+	switch typeBits(n) {
+	case syscall.S_IFDIR:
+		return &dirNode{node{t: t, n: n}}
+	case syscall.S_IFLNK:
+		return &linkNode{node{t: t, n: n}}
+	}
+	return &fileNode{node{t: t, n: n}}
+}
+
+// child makes the inode of n below parent.
+func (t *tree) child(ctx context.Context, parent *gofs.Inode, n *checkpoint.Node, out *fuse.EntryOut) *gofs.Inode {
+	if n.FS != nil {
+		id := t.fsID(n)
+		root := n.FS.Root()
+		vn := &volNode{t: t, v: n.FS, fsid: id, ino: root}
+		a, err := n.FS.Stat(root)
+		if err == nil {
+			vn.fillAttr(a, &out.Attr)
+		} else {
+			t.log.Errorf("%s: root of %s file system: %v", n.Name, n.FS.Type(), err)
+			t.nodeAttr(n, &out.Attr)
+		}
+		return parent.NewInode(ctx, vn, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: t.ino(volKey{id, root})})
+	}
+	t.nodeAttr(n, &out.Attr)
+	return parent.NewInode(ctx, t.embedder(n), gofs.StableAttr{Mode: typeBits(n), Ino: t.ino(n)})
+}
+
+// nodeAttr fills the attributes of a plain node.
+func (t *tree) nodeAttr(n *checkpoint.Node, a *fuse.Attr) {
+	tb := typeBits(n)
+	perm := uint32(n.Mode.Perm())
+	if perm == 0 {
+		perm = 0o444
+		if tb == syscall.S_IFDIR {
+			perm = 0o555
+		}
+	}
+	a.Mode = tb | perm
+	a.Nlink = 1
+	switch tb {
+	case syscall.S_IFDIR:
+		a.Nlink = 2
+	case syscall.S_IFLNK:
+		a.Size = uint64(len(n.Target))
+	default:
+		a.Size = uint64(max(n.Size, 0))
+	}
+	a.Blocks = (a.Size + 511) / 512
+	a.Blksize = MaxRead
+	a.Owner = fuse.Owner{Uid: t.uid, Gid: t.gid}
+	if !n.Mtime.IsZero() {
+		a.SetTimes(&n.Mtime, &n.Mtime, &n.Mtime)
+	}
+}
+
+// node is what every plain node shares.
+type node struct {
+	gofs.Inode
+	t *tree
+	n *checkpoint.Node
+}
+
+var _ = (gofs.NodeGetattrer)((*node)(nil))
+var _ = (gofs.NodeSetattrer)((*node)(nil))
+
+// Getattr implements gofs.NodeGetattrer.
+func (x *node) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	x.t.nodeAttr(x.n, &out.Attr)
+	return 0
+}
+
+// Setattr implements gofs.NodeSetattrer: the tree is read-only.
+func (x *node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	return syscall.EROFS
+}
+
+// dirNode is a folder of the plain tree.
+type dirNode struct{ node }
+
+var _ = (gofs.NodeLookuper)((*dirNode)(nil))
+var _ = (gofs.NodeReaddirer)((*dirNode)(nil))
+
+// Lookup implements gofs.NodeLookuper.
+func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	l, err := d.t.list(d.n)
+	if err != nil {
+		return nil, syscall.EIO
+	}
+	c := l.byName[name]
+	if c == nil {
+		return nil, syscall.ENOENT
+	}
+	return d.t.child(ctx, d.EmbeddedInode(), c, out), 0
+}
+
+// Readdir implements gofs.NodeReaddirer.
+func (d *dirNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	l, err := d.t.list(d.n)
+	if err != nil {
+		return nil, syscall.EIO
+	}
+	ents := make([]fuse.DirEntry, 0, len(l.children))
+	for _, c := range l.children {
+		if c == nil || l.byName[c.Name] != c {
+			continue
+		}
+		e := fuse.DirEntry{Name: c.Name, Mode: typeBits(c), Ino: d.t.ino(c)}
+		if c.FS != nil {
+			e.Ino = d.t.ino(volKey{d.t.fsID(c), c.FS.Root()})
+		}
+		ents = append(ents, e)
+	}
+	return gofs.NewListDirStream(ents), 0
+}
+
+// fileNode is a file of the plain tree.
+type fileNode struct{ node }
+
+var _ = (gofs.NodeOpener)((*fileNode)(nil))
+var _ = (gofs.NodeReader)((*fileNode)(nil))
+
+// Open implements gofs.NodeOpener. Writes are refused with EROFS;
+// immutable files keep their page cache across opens (or use direct I/O
+// with Options.DirectIO).
+func (f *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	if flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0 {
+		return nil, 0, syscall.EROFS
+	}
+	if f.n.Data == nil && f.n.Size > 0 {
+		return nil, 0, syscall.EIO
+	}
+	switch {
+	case f.t.directIO:
+		return nil, fuse.FOPEN_DIRECT_IO, 0
+	case f.n.Immutable:
+		return nil, fuse.FOPEN_KEEP_CACHE, 0
+	}
+	return nil, 0, 0
+}
+
+// Read implements gofs.NodeReader. It takes no lock: Data serves
+// concurrent reads.
+func (f *fileNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	return readAt(f.t, f.n.Name, f.n.Data, f.n.Size, dest, off)
+}
+
+// readAt serves one READ from r, whose size is size.
+func readAt(t *tree, name string, r io.ReaderAt, size int64, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	if off >= size || len(dest) == 0 {
+		return fuse.ReadResultData(nil), 0
+	}
+	if rem := size - off; int64(len(dest)) > rem {
+		dest = dest[:rem]
+	}
+	n, err := r.ReadAt(dest, off)
+	if err != nil && !(errors.Is(err, io.EOF) && n > 0) {
+		if errors.Is(err, io.EOF) {
+			return fuse.ReadResultData(nil), 0
+		}
+		t.log.Errorf("reading %s: %d bytes at %d: %v", name, len(dest), off, err)
+		return nil, syscall.EIO
+	}
+	return fuse.ReadResultData(dest[:n]), 0
+}
+
+// linkNode is a symlink of the plain tree.
+type linkNode struct{ node }
+
+var _ = (gofs.NodeReadlinker)((*linkNode)(nil))
+
+// Readlink implements gofs.NodeReadlinker.
+func (l *linkNode) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	return []byte(l.n.Target), 0
+}
+
+// volNode is an inode of a volume.FS. Folders, files and symlinks share the
+// type; the operations that do not apply to an inode's kind fail.
+type volNode struct {
+	gofs.Inode
+	t    *tree
+	v    volume.FS
+	fsid uint64
+	ino  uint64
+}
+
+var _ = (gofs.NodeGetattrer)((*volNode)(nil))
+var _ = (gofs.NodeSetattrer)((*volNode)(nil))
+var _ = (gofs.NodeLookuper)((*volNode)(nil))
+var _ = (gofs.NodeReaddirer)((*volNode)(nil))
+var _ = (gofs.NodeOpener)((*volNode)(nil))
+var _ = (gofs.NodeReadlinker)((*volNode)(nil))
+
+// errno maps a volume error to an errno.
+func (x *volNode) errno(op string, err error) syscall.Errno {
+	switch {
+	case errors.Is(err, volume.ErrNotFound):
+		return syscall.ENOENT
+	case errors.Is(err, volume.ErrNotDir):
+		return syscall.ENOTDIR
+	case errors.Is(err, volume.ErrUnsupported):
+		x.t.log.Warnf("%s file system, inode %d: %s: %v", x.v.Type(), x.ino, op, err)
+		return syscall.EOPNOTSUPP
+	}
+	x.t.log.Errorf("%s file system, inode %d: %s: %v", x.v.Type(), x.ino, op, err)
+	return syscall.EIO
+}
+
+func volType(m fs.FileMode) uint32 {
+	switch {
+	case m.IsDir():
+		return syscall.S_IFDIR
+	case m&fs.ModeSymlink != 0:
+		return syscall.S_IFLNK
+	}
+	return syscall.S_IFREG
+}
+
+func (x *volNode) fillAttr(a volume.Attr, out *fuse.Attr) {
+	out.Mode = volType(a.Mode) | uint32(a.Mode.Perm())
+	if a.Mode&fs.ModeSetuid != 0 {
+		out.Mode |= syscall.S_ISUID
+	}
+	if a.Mode&fs.ModeSetgid != 0 {
+		out.Mode |= syscall.S_ISGID
+	}
+	if a.Mode&fs.ModeSticky != 0 {
+		out.Mode |= syscall.S_ISVTX
+	}
+	out.Size = uint64(max(a.Size, 0))
+	out.Nlink = max(a.Nlink, 1)
+	out.Owner = fuse.Owner{Uid: a.Uid, Gid: a.Gid}
+	out.Blksize = MaxRead
+	if a.Alloc > 0 {
+		out.Blocks = uint64(a.Alloc+511) / 512
+	} else {
+		out.Blocks = (out.Size + 511) / 512
+	}
+	at, mt, ct := a.Atime, a.Mtime, a.Ctime
+	if ct.IsZero() {
+		ct = mt
+	}
+	if at.IsZero() {
+		at = mt
+	}
+	out.SetTimes(&at, &mt, &ct)
+}
+
+// Getattr implements gofs.NodeGetattrer.
+func (x *volNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	a, err := x.v.Stat(x.ino)
+	if err != nil {
+		return x.errno("stat", err)
+	}
+	x.fillAttr(a, &out.Attr)
+	return 0
+}
+
+// Setattr implements gofs.NodeSetattrer: file systems are read-only.
+func (x *volNode) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	return syscall.EROFS
+}
+
+// Lookup implements gofs.NodeLookuper.
+func (x *volNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	e, err := x.v.Lookup(x.ino, name)
+	if err != nil {
+		return nil, x.errno("lookup "+strconv.Quote(name), err)
+	}
+	a, err := x.v.Stat(e.Ino)
+	if err != nil {
+		return nil, x.errno("stat "+strconv.Quote(name), err)
+	}
+	c := &volNode{t: x.t, v: x.v, fsid: x.fsid, ino: e.Ino}
+	c.fillAttr(a, &out.Attr)
+	return x.NewInode(ctx, c, gofs.StableAttr{Mode: volType(a.Mode), Ino: x.t.ino(volKey{x.fsid, e.Ino})}), 0
+}
+
+// Readdir implements gofs.NodeReaddirer.
+func (x *volNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	es, err := x.v.ReadDir(x.ino)
+	if err != nil {
+		return nil, x.errno("readdir", err)
+	}
+	out := make([]fuse.DirEntry, 0, len(es))
+	for _, e := range es {
+		if e.Name == "" || e.Name == "." || e.Name == ".." || strings.Contains(e.Name, "/") {
+			continue
+		}
+		out = append(out, fuse.DirEntry{Name: e.Name, Mode: volType(e.Mode), Ino: x.t.ino(volKey{x.fsid, e.Ino})})
+	}
+	return gofs.NewListDirStream(out), 0
+}
+
+// Open implements gofs.NodeOpener. Files of a volume never change while
+// mounted, so their pages stay cached across opens.
+func (x *volNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	if flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0 {
+		return nil, 0, syscall.EROFS
+	}
+	f, err := x.v.Open(x.ino)
+	if err != nil {
+		return nil, 0, x.errno("open", err)
+	}
+	return &volFile{x: x, f: f}, fuse.FOPEN_KEEP_CACHE, 0
+}
+
+// Readlink implements gofs.NodeReadlinker.
+func (x *volNode) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	s, err := x.v.Readlink(x.ino)
+	if err != nil {
+		return nil, x.errno("readlink", err)
+	}
+	return []byte(s), 0
+}
+
+// volFile is an open file of a volume.FS.
+type volFile struct {
+	x *volNode
+	f volume.File
+}
+
+var _ = (gofs.FileReader)((*volFile)(nil))
+
+// Read implements gofs.FileReader.
+func (h *volFile) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	return readAt(h.x.t, fmt.Sprintf("%s inode %d", h.x.v.Type(), h.x.ino), h.f, h.f.Size(), dest, off)
+}
+
+// TODO(fs): alternate data streams (volume.FS.Streams/OpenStream) are not
+// shown yet; xattrs or a "file:stream" name are the candidates.

@@ -1,0 +1,159 @@
+// Command genchain writes a VHDX base and a chain of AVHDX differencing
+// layers for benchmarks and manual tests, named as Hyper-V names them
+// (Disk.vhdx, Disk_<GUID>.avhdx), all in one folder. It prints the leaf's
+// path.
+//
+//	genchain -out DIR -size 1G -layers 3 -mode partial
+//
+// Modes (what each child layer writes; the base is filled with -fill):
+//
+//	partial  every block of every child is PARTIALLY_PRESENT: child i
+//	         (1..N-1) owns chunk i of every N chunks of -chunk bytes, the
+//	         base the rest, so reads alternate between all layers
+//	scatter  each child writes a few random extents (partial and whole
+//	         blocks) adding up to about -frac of the disk
+//	sparse   each child writes a few small extents (for huge disks)
+package main
+
+import (
+	"flag"
+	"fmt"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/ckptfs/ckptfs/disk"
+	"github.com/ckptfs/ckptfs/disk/vhdxtest"
+)
+
+func main() {
+	out := flag.String("out", ".", "folder to write into (created)")
+	name := flag.String("name", "Disk", "base name")
+	sizeS := flag.String("size", "1G", "virtual size (K, M, G, T suffixes)")
+	layers := flag.Int("layers", 1, "number of files including the base")
+	mode := flag.String("mode", "scatter", "what children write: partial, scatter or sparse")
+	fill := flag.String("fill", "full", "what the base holds: full (random data everywhere) or sparse (a few extents)")
+	baseBlockS := flag.String("base-block", "32M", "block size of the base")
+	childBlockS := flag.String("child-block", "2M", "block size of the children")
+	chunkS := flag.String("chunk", "64K", "partial mode: bytes each layer owns in turn")
+	frac := flag.Float64("frac", 1.0/64, "scatter mode: fraction of the disk each child writes")
+	seed := flag.Int64("seed", 1, "random seed")
+	flag.Parse()
+
+	size, baseBlock, childBlock, chunk := must(parseSize(*sizeS)), must(parseSize(*baseBlockS)), must(parseSize(*childBlockS)), must(parseSize(*chunkS))
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		fatal(err)
+	}
+	rng := rand.New(rand.NewSource(*seed))
+	const ss = 512
+
+	base := vhdxtest.New(vhdxtest.Options{VirtualSize: size, BlockSize: uint32(baseBlock)})
+	switch *fill {
+	case "full":
+		buf := make([]byte, 8<<20)
+		for off := int64(0); off < size; off += int64(len(buf)) {
+			n := min(int64(len(buf)), size-off)
+			rng.Read(buf[:n])
+			base.Write(off, buf[:n])
+		}
+	case "sparse":
+		writeRandom(base, rng, size, 16, 1<<20)
+	default:
+		fatal(fmt.Errorf("unknown -fill %q", *fill))
+	}
+	parentPath := filepath.Join(*out, *name+".vhdx")
+	save(base, parentPath)
+	parent := standIn(base)
+	leaf := parentPath
+
+	for i := 1; i < *layers; i++ {
+		im := vhdxtest.New(vhdxtest.Options{Parent: parent, ParentPath: parentPath, BlockSize: uint32(childBlock)})
+		switch *mode {
+		case "partial":
+			stride := chunk * int64(*layers)
+			buf := make([]byte, chunk)
+			for off := int64(i) * chunk; off < size; off += stride {
+				n := min(chunk, size-off)
+				rng.Read(buf[:n])
+				im.Write(off, buf[:n])
+			}
+		case "scatter":
+			writeRandom(im, rng, size, 8, max(int64(float64(size)**frac)/8/ss*ss, ss))
+		case "sparse":
+			writeRandom(im, rng, size, 4, 256<<10)
+		default:
+			fatal(fmt.Errorf("unknown -mode %q", *mode))
+		}
+		g := disk.NewGUID()
+		p := filepath.Join(*out, fmt.Sprintf("%s_%s.avhdx", *name, strings.ToUpper(g.String())))
+		save(im, p)
+		parent, parentPath, leaf = standIn(im), p, p
+	}
+	fmt.Println(leaf)
+}
+
+// writeRandom writes n extents of up to maxLen random bytes at random
+// sector-aligned offsets.
+func writeRandom(im *vhdxtest.Image, rng *rand.Rand, size int64, n int, maxLen int64) {
+	const ss = 512
+	for w := 0; w < n; w++ {
+		l := (1 + rng.Int63n(max(maxLen/ss, 1))) * ss
+		l = min(l, size)
+		off := rng.Int63n((size-l)/ss+1) * ss
+		b := make([]byte, l)
+		rng.Read(b)
+		im.Write(off, b)
+	}
+}
+
+// standIn is a data-less model with im's identity, enough to be a parent:
+// it lets the written layer's data be freed.
+func standIn(im *vhdxtest.Image) *vhdxtest.Image {
+	o := im.Options()
+	s := vhdxtest.New(vhdxtest.Options{VirtualSize: o.VirtualSize, SectorSize: o.SectorSize})
+	s.DataWriteGUID, s.VirtualDiskID = im.DataWriteGUID, im.VirtualDiskID
+	return s
+}
+
+func save(im *vhdxtest.Image, path string) {
+	os.Remove(path)
+	if err := im.Save(path); err != nil {
+		fatal(err)
+	}
+}
+
+func parseSize(s string) (int64, error) {
+	mult := int64(1)
+	switch {
+	case strings.HasSuffix(s, "K"):
+		mult = 1 << 10
+	case strings.HasSuffix(s, "M"):
+		mult = 1 << 20
+	case strings.HasSuffix(s, "G"):
+		mult = 1 << 30
+	case strings.HasSuffix(s, "T"):
+		mult = 1 << 40
+	}
+	if mult > 1 {
+		s = s[:len(s)-1]
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("size %q: %w", s, err)
+	}
+	return n * mult, nil
+}
+
+func must(n int64, err error) int64 {
+	if err != nil {
+		fatal(err)
+	}
+	return n
+}
+
+func fatal(err error) {
+	fmt.Fprintln(os.Stderr, "genchain:", err)
+	os.Exit(1)
+}
