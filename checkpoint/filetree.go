@@ -12,6 +12,7 @@ import (
 	"github.com/ckptfs/ckptfs/chain"
 	"github.com/ckptfs/ckptfs/volume"
 	"github.com/ckptfs/ckptfs/volume/partition"
+	"github.com/sirupsen/logrus"
 )
 
 // ErrNoDisks is returned by OpenSource for a folder holding no .vhdx or
@@ -118,13 +119,10 @@ func (s *Source) FileTree(opts FileTreeOptions) ([]*Node, error) {
 // FileTreeOptions tune BuildFileTree.
 type FileTreeOptions struct {
 	// FileSystems, when set, is asked for the file system of each
-	// partition. A non-nil FS adds a folder "<N>-<label>" beside the
-	// partition's raw file, rendered from Node.FS. It should return an
-	// error wrapping volume.ErrUnknownFS when it finds none; that adds
-	// nothing. Other errors fail the listing of the partitions folder.
-	//
-	// TODO(fs): wire volume/probe here once it exists; until then mounts
-	// show raw partitions only.
+	// partition: each point folder then has <disk>.files/ holding a
+	// folder "<N>-<label>" per readable partition, rendered from Node.FS.
+	// It returns an error wrapping volume.ErrUnknownFS when it finds none
+	// (the partition is left out). volume/probe.Open is the usual value.
 	FileSystems func(r io.ReaderAt, size int64) (volume.FS, error)
 }
 
@@ -162,43 +160,71 @@ func BuildFileTree(chains []*chain.Chain, opts FileTreeOptions) ([]*Node, error)
 	return out, nil
 }
 
-// pointNode is the folder of one chain point.
+// pointNode is the folder of one chain point: <disk>.raw, the lazily read
+// <disk>.partitions/ and, when opts.FileSystems is set, <disk>.files/ with
+// one folder per partition whose file system can be read in-process.
 func pointNode(name, disk, path string, pt *chain.Chain, opts FileTreeOptions) *Node {
 	mtime := fileMtime(path)
 	raw := File(disk+".raw", pt, pt.Size())
 	raw.Mtime = mtime
 	raw.Disk, raw.DiskLength = pt, pt.Size()
 	parts := &Node{Name: disk + ".partitions", IsDir: true, Mode: 0o555, Mtime: mtime}
-	parts.List = func() ([]*Node, error) { return listPartitions(pt, disk, mtime, opts) }
+	parts.List = func() ([]*Node, error) { return listPartitions(pt, mtime) }
 	d := Dir(name, raw, parts)
 	d.Mtime = mtime
+	if opts.FileSystems != nil {
+		files := &Node{Name: disk + ".files", IsDir: true, Mode: 0o555, Mtime: mtime}
+		files.List = func() ([]*Node, error) { return listFileSystems(pt, mtime, opts.FileSystems) }
+		d.Children = append(d.Children, files)
+	}
 	return d
 }
 
-// listPartitions reads a point's partition table.
-func listPartitions(pt *chain.Chain, disk string, mtime time.Time, opts FileTreeOptions) ([]*Node, error) {
+// readPartitions reads a point's partition table. A disk without one is
+// taken as a single volume (a "superfloppy"), numbered 1.
+func readPartitions(pt *chain.Chain) ([]partition.Partition, error) {
 	ps, err := partition.Read(pt, pt.Size(), int(pt.Leaf().SectorSize()))
 	if err != nil {
 		return nil, fmt.Errorf("%s: reading the partition table: %w", pt.Leaf().Name(), err)
 	}
+	return ps, nil
+}
+
+// listPartitions lists <N>-<label>.raw for each partition.
+func listPartitions(pt *chain.Chain, mtime time.Time) ([]*Node, error) {
+	ps, err := readPartitions(pt)
+	if err != nil {
+		return nil, err
+	}
 	var out []*Node
 	for _, p := range ps {
-		r := io.NewSectionReader(pt, p.Start, p.Size)
-		label := fmt.Sprintf("%d-%s", p.Number, p.Label())
-		f := File(label+".raw", r, p.Size)
+		f := File(fmt.Sprintf("%d-%s.raw", p.Number, p.Label()), io.NewSectionReader(pt, p.Start, p.Size), p.Size)
 		f.Mtime = mtime
 		f.Disk, f.DiskOffset, f.DiskLength = pt, p.Start, p.Size
 		out = append(out, f)
-		if opts.FileSystems != nil {
-			n, err := fsNode(label, r, p.Size, opts.FileSystems)
-			if err != nil {
-				return nil, fmt.Errorf("%s: partition %d: %w", pt.Leaf().Name(), p.Number, err)
-			}
-			if n != nil {
-				n.Mtime = mtime
-				n.Disk, n.DiskOffset, n.DiskLength = pt, p.Start, p.Size
-				out = append(out, n)
-			}
+	}
+	return out, nil
+}
+
+// listFileSystems lists <N>-<label>/ for each partition whose file system
+// probe recognises. A partition whose file system is damaged beyond
+// opening is left out (its raw file is still in .partitions/).
+func listFileSystems(pt *chain.Chain, mtime time.Time, probe func(io.ReaderAt, int64) (volume.FS, error)) ([]*Node, error) {
+	ps, err := readPartitions(pt)
+	if err != nil {
+		return nil, err
+	}
+	var out []*Node
+	for _, p := range ps {
+		n, err := fsNode(fmt.Sprintf("%d-%s", p.Number, p.Label()), io.NewSectionReader(pt, p.Start, p.Size), p.Size, probe)
+		if err != nil {
+			logrus.Warnf("%s: partition %d: %v", pt.Leaf().Name(), p.Number, err)
+			continue
+		}
+		if n != nil {
+			n.Mtime = mtime
+			n.Disk, n.DiskOffset, n.DiskLength = pt, p.Start, p.Size
+			out = append(out, n)
 		}
 	}
 	return out, nil

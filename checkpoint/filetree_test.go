@@ -238,12 +238,20 @@ func TestPartitions(t *testing.T) {
 			for _, w := range ws {
 				wantNames = append(wantNames, w.name+".raw")
 			}
-			wantNames = append(wantNames[:1], append([]string{ws[0].name}, wantNames[1:]...)...) // the FS folder sorts after its raw file
 			if strings.Join(got, "|") != strings.Join(wantNames, "|") {
 				t.Fatalf("partitions %q, want %q", got, wantNames)
 			}
-			if ps[1].FS == nil || !ps[1].IsDir {
-				t.Errorf("%s: no file system node", ps[1].Name)
+			// File systems are in <disk>.files/: only the one the probe knows.
+			files := points[0].Children[2]
+			if files.Name != strings.ToUpper(kind)+".files" {
+				t.Fatalf("files folder %q", files.Name)
+			}
+			fss, err := files.List()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(fss) != 1 || fss[0].Name != ws[0].name || fss[0].FS == nil || !fss[0].IsDir {
+				t.Errorf("file systems: %+v", fss)
 			}
 			for _, w := range ws {
 				var f *Node

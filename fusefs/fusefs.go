@@ -68,6 +68,9 @@ type Options struct {
 	// slower. By default immutable files are read through the page cache,
 	// kept across opens.
 	DirectIO bool
+	// Writable mounts read-write, so that nodes with a Writer accept
+	// writes; every other node still refuses them with EROFS.
+	Writable bool
 }
 
 // MaxRead is the largest READ request asked of the kernel.
@@ -130,7 +133,7 @@ func Mount(dir string, root *checkpoint.Node, opts Options) (*Server, error) {
 			AllowOther:    opts.AllowOther,
 			FsName:        opts.FsName,
 			Name:          "ckptfs",
-			Options:       []string{"ro", "default_permissions"},
+			Options:       mountOptions(opts.Writable),
 			MaxWrite:      MaxRead,
 			MaxReadAhead:  MaxRead,
 			MaxBackground: 64,
@@ -328,6 +331,13 @@ func (t *tree) child(ctx context.Context, parent *gofs.Inode, n *checkpoint.Node
 	return parent.NewInode(ctx, t.embedder(n), gofs.StableAttr{Mode: typeBits(n), Ino: t.ino(n)})
 }
 
+func mountOptions(writable bool) []string {
+	if writable {
+		return []string{"rw", "default_permissions"}
+	}
+	return []string{"ro", "default_permissions"}
+}
+
 // nodeAttr fills the attributes of a plain node.
 func (t *tree) nodeAttr(n *checkpoint.Node, a *fuse.Attr) {
 	tb := typeBits(n)
@@ -372,9 +382,19 @@ func (x *node) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut
 	return 0
 }
 
-// Setattr implements gofs.NodeSetattrer: the tree is read-only.
+// Setattr implements gofs.NodeSetattrer. Read-only nodes refuse with
+// EROFS. A writable node is a disk: its size cannot change (EPERM), and
+// mode, owner and time changes are accepted and ignored, so that tools
+// which preserve attributes work.
 func (x *node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	return syscall.EROFS
+	if x.n.Writer == nil {
+		return syscall.EROFS
+	}
+	if sz, ok := in.GetSize(); ok && int64(sz) != x.n.Size {
+		return syscall.EPERM
+	}
+	x.t.nodeAttr(x.n, &out.Attr)
+	return 0
 }
 
 // dirNode is a folder of the plain tree.
@@ -427,7 +447,13 @@ var _ = (gofs.NodeReader)((*fileNode)(nil))
 // with Options.DirectIO).
 func (f *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
 	if flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0 {
-		return nil, 0, syscall.EROFS
+		if f.n.Writer == nil {
+			return nil, 0, syscall.EROFS
+		}
+		if flags&syscall.O_TRUNC != 0 && f.n.Size > 0 {
+			return nil, 0, syscall.EPERM // a disk cannot be truncated
+		}
+		return nil, 0, 0 // no kept cache: the content changes
 	}
 	if f.n.Data == nil && f.n.Size > 0 {
 		return nil, 0, syscall.EIO
@@ -445,6 +471,44 @@ func (f *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 // concurrent reads.
 func (f *fileNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	return readAt(f.t, f.n.Name, f.n.Data, f.n.Size, dest, off)
+}
+
+var _ = (gofs.NodeWriter)((*fileNode)(nil))
+var _ = (gofs.NodeFsyncer)((*fileNode)(nil))
+
+// Write implements gofs.NodeWriter for nodes with a Writer.
+func (f *fileNode) Write(ctx context.Context, fh gofs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
+	if f.n.Writer == nil {
+		return 0, syscall.EROFS
+	}
+	n, err := f.n.Writer.WriteAt(data, off)
+	if err != nil {
+		f.t.log.Errorf("writing %s: %d bytes at %d: %v", f.n.Name, len(data), off, err)
+		return uint32(n), toErrno(err)
+	}
+	return uint32(n), 0
+}
+
+// Fsync implements gofs.NodeFsyncer: the data written and the metadata
+// describing it become durable.
+func (f *fileNode) Fsync(ctx context.Context, fh gofs.FileHandle, flags uint32) syscall.Errno {
+	if f.n.Sync == nil {
+		return 0
+	}
+	if err := f.n.Sync(); err != nil {
+		f.t.log.Errorf("syncing %s: %v", f.n.Name, err)
+		return toErrno(err)
+	}
+	return 0
+}
+
+// toErrno maps an error to the errno a writer of a disk expects.
+func toErrno(err error) syscall.Errno {
+	var e syscall.Errno
+	if errors.As(err, &e) {
+		return e
+	}
+	return syscall.EIO
 }
 
 // readAt serves one READ from r, whose size is size.

@@ -18,12 +18,13 @@ import (
 	"github.com/ckptfs/ckptfs/checkpoint"
 	"github.com/ckptfs/ckptfs/disk"
 	"github.com/ckptfs/ckptfs/fusefs"
+	"github.com/ckptfs/ckptfs/volume/probe"
 )
 
 func init() {
 	register("mount", command{
-		summary: "mount every point of a chain (or of every chain in a folder) as read-only raw disks and partitions",
-		usage:   "SOURCE MOUNTPOINT [-f] [--allow-other] [--direct-io] [--debug] [--log-file FILE] [--search-path DIR]... [--ignore-linkage]",
+		summary: "mount every point of a chain, a folder of disks or a VM folder as raw disks, partitions and files; --rw writes through a new layer",
+		usage:   "SOURCE MOUNTPOINT [-f] [--rw [--layer-dir DIR] [--discard]] [--allow-other] [--direct-io] [--debug] [--log-file FILE] [--search-path DIR]... [--ignore-linkage]",
 		run:     runMount,
 	})
 }
@@ -36,6 +37,9 @@ type mountFlags struct {
 	debug      bool
 	directIO   bool
 	logFile    string
+	rw         bool
+	layerDir   string
+	discard    bool
 }
 
 func runMount(args []string, stdout, stderr io.Writer) error {
@@ -47,12 +51,21 @@ func runMount(args []string, stdout, stderr io.Writer) error {
 	fl.BoolVar(&mf.debug, "debug", false, "log every FUSE operation (use with -f or --log-file)")
 	fl.BoolVar(&mf.directIO, "direct-io", false, "bypass the page cache: faster for one pass over a disk, much slower for repeated or small reads")
 	fl.StringVar(&mf.logFile, "log-file", "", "append the daemon's log to `FILE` (default: stderr with -f, discarded otherwise)")
+	fl.BoolVar(&mf.rw, "rw", false, "make SOURCE's point writable through a new differencing layer (SOURCE must be a .vhdx/.avhdx file)")
+	fl.StringVar(&mf.layerDir, "layer-dir", "", "create the --rw layer in `DIR` (default: SOURCE's folder)")
+	fl.BoolVar(&mf.discard, "discard", false, "with --rw: delete the new layer on unmount instead of keeping it")
 	if err := parse(fl, args, 2, 2); err != nil {
 		return err
 	}
 	source, mnt := fl.Arg(0), fl.Arg(1)
 	// The daemon runs in "/": resolve every path against the caller's folder.
-	for _, p := range append([]*string{&source, &mnt}, stringPtrs(mf.searchPaths)...) {
+	if (mf.layerDir != "" || mf.discard) && !mf.rw {
+		return fmt.Errorf("%w: --layer-dir and --discard need --rw", errUsage)
+	}
+	for _, p := range append([]*string{&source, &mnt, &mf.layerDir}, stringPtrs(mf.searchPaths)...) {
+		if *p == "" {
+			continue
+		}
 		if abs, err := filepath.Abs(*p); err == nil {
 			*p = abs
 		}
@@ -101,16 +114,33 @@ func serveMount(source, mnt string, mf mountFlags, ready func(error) error) (err
 		return err
 	}
 	start := time.Now()
-	src, err := checkpoint.OpenSource(source, chain.Options{SearchPaths: mf.searchPaths, IgnoreLinkage: mf.ignoreLinkage})
-	if err != nil {
-		return sourceError(source, err)
+	opts := chain.Options{SearchPaths: mf.searchPaths, IgnoreLinkage: mf.ignoreLinkage}
+	trees := checkpoint.FileTreeOptions{FileSystems: probe.Open}
+	var root *checkpoint.Node
+	if mf.rw {
+		var layer string
+		var closeLayer func(bool) error
+		var r *checkpoint.Node
+		layer, closeLayer, r, err = openWritable(source, opts, trees, mf)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if cerr := closeLayer(err != nil); cerr != nil && err == nil {
+				err = cerr
+			}
+		}()
+		root = r
+		logrus.Infof("writable layer %s", layer)
+	} else {
+		view, err := checkpoint.OpenView(source, opts, trees)
+		if err != nil {
+			return sourceError(source, err)
+		}
+		defer view.Close()
+		root = view.Root
 	}
-	defer src.Close()
-	points, err := src.FileTree(checkpoint.FileTreeOptions{})
-	if err != nil {
-		return err
-	}
-	root := checkpoint.Dir("", points...)
+	points := root.Children
 	for _, p := range points {
 		if p.Mtime.After(root.Mtime) {
 			root.Mtime = p.Mtime
@@ -124,14 +154,15 @@ func serveMount(source, mnt string, mf mountFlags, ready func(error) error) (err
 	srv, err := fusefs.Mount(absMnt, root, fusefs.Options{
 		AllowOther:  mf.allowOther,
 		Debug:       mf.debug,
-		FsName:      src.Path,
+		FsName:      source,
+		Writable:    mf.rw,
 		ReadAheadKB: fusefs.MaxRead >> 10,
 		DirectIO:    mf.directIO,
 	})
 	if err != nil {
 		return mountError(absMnt, mf, err)
 	}
-	logrus.Infof("mounted %s on %s: %d chain(s), %d point(s), in %v", src.Path, absMnt, len(src.Chains), len(points), time.Since(start).Round(time.Millisecond))
+	logrus.Infof("mounted %s on %s: %d folder(s), in %v", source, absMnt, len(points), time.Since(start).Round(time.Millisecond))
 	if err := ready(nil); err != nil {
 		logrus.Errorf("nobody is waiting for the mount (%v): unmounting", err)
 		unmountServer(srv)
