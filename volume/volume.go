@@ -85,3 +85,27 @@ type FS interface {
 	// OpenStream opens a named alternate data stream.
 	OpenStream(ino uint64, name string) (File, error)
 }
+
+// Extent places part of a file's data on the volume.
+type Extent struct {
+	// Logical is the offset of the extent's first byte in the file (or,
+	// for a structure such as an NTFS record, in that structure).
+	Logical int64
+	// Physical is the byte offset on the volume where the extent is
+	// stored, or -1 for a hole: nothing is stored and it reads as zeros.
+	Physical int64
+	// Length is the extent's length in bytes.
+	Length int64
+}
+
+// Extenter is implemented by file systems that can tell where a file's
+// data is stored. It is optional; `ckptfs diff` uses it to skip reading
+// files whose bytes cannot differ between two checkpoints.
+type Extenter interface {
+	// Extents returns where the unnamed data of inode ino is read from,
+	// in file order. Two reads of ino return the same bytes whenever its
+	// size and extents are the same and the volume holds the same bytes
+	// under every extent. Data kept inside metadata (NTFS resident data)
+	// is reported as the extent of the structure that holds it.
+	Extents(ino uint64) ([]Extent, error)
+}
