@@ -165,11 +165,14 @@ func BuildFileTree(chains []*chain.Chain, opts FileTreeOptions) ([]*Node, error)
 // one folder per partition whose file system can be read in-process.
 func pointNode(name, disk, path string, pt *chain.Chain, opts FileTreeOptions) *Node {
 	mtime := fileMtime(path)
-	raw := File(disk+".raw", pt, pt.Size())
+	// Raw and partition files are read in streams (dd, qemu-img, the
+	// kernel's read-ahead): read ahead of them in large windows.
+	pf := chain.NewPrefetcher(pt, pt.Size())
+	raw := File(disk+".raw", pf, pt.Size())
 	raw.Mtime = mtime
 	raw.Disk, raw.DiskLength = pt, pt.Size()
 	parts := &Node{Name: disk + ".partitions", IsDir: true, Mode: 0o555, Mtime: mtime}
-	parts.List = func() ([]*Node, error) { return listPartitions(pt, mtime) }
+	parts.List = func() ([]*Node, error) { return listPartitions(pt, pf, mtime) }
 	d := Dir(name, raw, parts)
 	d.Mtime = mtime
 	if opts.FileSystems != nil {
@@ -190,15 +193,16 @@ func readPartitions(pt *chain.Chain) ([]partition.Partition, error) {
 	return ps, nil
 }
 
-// listPartitions lists <N>-<label>.raw for each partition.
-func listPartitions(pt *chain.Chain, mtime time.Time) ([]*Node, error) {
+// listPartitions lists <N>-<label>.raw for each partition, read through r
+// (pt, or a read-ahead wrapper of it).
+func listPartitions(pt *chain.Chain, r io.ReaderAt, mtime time.Time) ([]*Node, error) {
 	ps, err := readPartitions(pt)
 	if err != nil {
 		return nil, err
 	}
 	var out []*Node
 	for _, p := range ps {
-		f := File(fmt.Sprintf("%d-%s.raw", p.Number, p.Label()), io.NewSectionReader(pt, p.Start, p.Size), p.Size)
+		f := File(fmt.Sprintf("%d-%s.raw", p.Number, p.Label()), io.NewSectionReader(r, p.Start, p.Size), p.Size)
 		f.Mtime = mtime
 		f.Disk, f.DiskOffset, f.DiskLength = pt, p.Start, p.Size
 		out = append(out, f)

@@ -221,10 +221,13 @@ func parseSize(s string) (int64, error) {
 // exportStream writes every byte, zeros included, to a stream.
 func exportStream(c *chain.Chain, w io.Writer, p *progress) error {
 	defer p.Finish()
+	// Read the next chunks while this one is being written.
+	r := chain.NewPrefetcher(c, c.Size())
+	r.Window = exportChunk
 	buf := make([]byte, exportChunk)
 	for off := int64(0); off < c.Size(); off += exportChunk {
 		b := buf[:min(exportChunk, c.Size()-off)]
-		if _, err := c.ReadAt(b, off); err != nil && err != io.EOF {
+		if _, err := r.ReadAt(b, off); err != nil && err != io.EOF {
 			return err
 		}
 		if _, err := w.Write(b); err != nil {
