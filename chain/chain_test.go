@@ -44,12 +44,15 @@ func TestChainMatchesModel(t *testing.T) {
 				t.Fatalf("depth %d, want %d", leaf.Depth(), c.spec.layers)
 			}
 			for p := 0; p < leaf.Depth(); p++ {
+				if raceEnabled && leaf.Depth() > 8 && p%16 != 0 && p != leaf.Depth()-1 {
+					continue
+				}
 				pt := leaf.Point(p)
-				want := b.images[len(b.images)-1-p].ChainContents()
+				want := b.at(len(b.images)-1-p)
 				mustEqual(t, "point "+pt.LayerName(0), readAll(t, pt), want)
 			}
 			// Unaligned reads of random sizes at random offsets.
-			want := b.images[len(b.images)-1].ChainContents()
+			want := b.at(len(b.images)-1)
 			rng := rand.New(rand.NewSource(7))
 			for k := 0; k < 300; k++ {
 				off := rng.Int63n(leaf.Size())
@@ -73,7 +76,7 @@ func TestConcurrentReaders(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	want := b.images[len(b.images)-1].ChainContents()
+	want := b.at(len(b.images)-1)
 	var wg sync.WaitGroup
 	errs := make(chan string, 8)
 	for g := 0; g < 8; g++ {
@@ -188,7 +191,7 @@ func TestLocators(t *testing.T) {
 			if c.ignore != ch.Links[1].Linkage.Ignored {
 				t.Errorf("linkage ignored = %v", ch.Links[1].Linkage.Ignored)
 			}
-			mustEqual(t, "chain", readAll(t, ch), b.images[2].ChainContents())
+			mustEqual(t, "chain", readAll(t, ch), b.at(2))
 		})
 	}
 }

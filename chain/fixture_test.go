@@ -3,6 +3,7 @@ package chain
 import (
 	"fmt"
 	"math/rand"
+	randv2 "math/rand/v2"
 	"path/filepath"
 	"testing"
 
@@ -29,9 +30,13 @@ type chainSpec struct {
 
 // built is a generated chain on disk.
 type built struct {
-	paths  []string // base first
-	images []*vhdxtest.Image
+	paths    []string // base first
+	images   []*vhdxtest.Image
+	contents [][]byte // the virtual disk at each layer, base first
 }
+
+// at returns the expected virtual disk at layer i (0 = base).
+func (b built) at(i int) []byte { return b.contents[i] }
 
 func (b built) leaf() string { return b.paths[len(b.paths)-1] }
 
@@ -40,6 +45,9 @@ func (b built) leaf() string { return b.paths[len(b.paths)-1] }
 func build(t testing.TB, dir string, s chainSpec) built {
 	t.Helper()
 	rng := rand.New(rand.NewSource(s.seed))
+	var seed [32]byte
+	seed[0] = byte(s.seed)
+	fill := randv2.NewChaCha8(seed) // fast (assembly) even under -race
 	ss := int64(s.sector)
 	var b built
 	for i := 0; i < s.layers; i++ {
@@ -71,7 +79,7 @@ func build(t testing.TB, dir string, s chainSpec) built {
 			n = min(n, s.size)
 			off := rng.Int63n((s.size-n)/ss+1) * ss
 			data := make([]byte, n)
-			rng.Read(data)
+			fill.Read(data)
 			im.Write(off, data)
 		}
 		if i > 0 && s.zeroBlocks {
@@ -86,6 +94,11 @@ func build(t testing.TB, dir string, s chainSpec) built {
 		}
 		b.paths = append(b.paths, path)
 		b.images = append(b.images, im)
+		var parent []byte
+		if i > 0 {
+			parent = b.contents[i-1]
+		}
+		b.contents = append(b.contents, im.Contents(parent))
 	}
 	return b
 }

@@ -44,7 +44,7 @@ func TestAgainstVhdimount(t *testing.T) {
 					t.Fatalf("point %d (%s) differs from vhdimount: %s", p, filepath.Base(b.paths[len(b.paths)-1-p]), firstDiff(got, want))
 				}
 				// The model must agree too, or the generator is wrong.
-				mustEqual(t, "model", want, b.images[len(b.images)-1-p].ChainContents())
+				mustEqual(t, "model", want, b.at(len(b.images)-1-p))
 			}
 		})
 	}
@@ -72,7 +72,7 @@ func TestVhdimountKnownWrong(t *testing.T) {
 	if !bytes.Equal(got, make([]byte, disk.MiB)) {
 		t.Fatal("ZERO block does not read as zeros")
 	}
-	base := b.images[0].ChainContents()[:disk.MiB]
+	base := b.at(0)[:disk.MiB]
 	if bytes.Equal(base, got) {
 		t.Fatal("fixture is useless: base block 0 is zero too")
 	}

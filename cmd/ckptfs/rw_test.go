@@ -279,8 +279,10 @@ func TestMountRWCrash(t *testing.T) {
 		var mu sync.Mutex
 		synced := -1
 		done := make(chan struct{})
+		wrng := rand.New(rand.NewSource(int64(trial) + 1e6)) // the writer's own
 		go func() {
 			defer close(done)
+			rng := wrng
 			f, err := os.OpenFile(raw, os.O_RDWR, 0)
 			if err != nil {
 				return
