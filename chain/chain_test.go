@@ -48,11 +48,11 @@ func TestChainMatchesModel(t *testing.T) {
 					continue
 				}
 				pt := leaf.Point(p)
-				want := b.at(len(b.images)-1-p)
+				want := b.at(len(b.images) - 1 - p)
 				mustEqual(t, "point "+pt.LayerName(0), readAll(t, pt), want)
 			}
 			// Unaligned reads of random sizes at random offsets.
-			want := b.at(len(b.images)-1)
+			want := b.at(len(b.images) - 1)
 			rng := rand.New(rand.NewSource(7))
 			for k := 0; k < 300; k++ {
 				off := rng.Int63n(leaf.Size())
@@ -76,7 +76,7 @@ func TestConcurrentReaders(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	want := b.at(len(b.images)-1)
+	want := b.at(len(b.images) - 1)
 	var wg sync.WaitGroup
 	errs := make(chan string, 8)
 	for g := 0; g < 8; g++ {
