@@ -50,7 +50,7 @@ type stream struct {
 
 // NewPrefetcher returns a read-ahead wrapper around r, a disk of size bytes.
 func NewPrefetcher(r io.ReaderAt, size int64) *Prefetcher {
-	return &Prefetcher{r: r, size: size, Window: 4 << 20, Ahead: 2, MaxWindows: 8}
+	return &Prefetcher{r: r, size: size, Window: 4 << 20, Ahead: 2, MaxWindows: 16}
 }
 
 // ReadAt reads from the windows where they cover the range, else directly.
