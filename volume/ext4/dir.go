@@ -19,7 +19,7 @@ type dir struct {
 // readDir parses directory ino, using the cache. Hash-tree directories are
 // read linearly: their index blocks look like empty directory blocks.
 func (f *FS) readDir(ino uint64) (*dir, error) {
-	if d, ok := f.dirCache.get(ino); ok {
+	if d, ok := f.dirCache.Get(ino); ok {
 		return d, nil
 	}
 	in, err := f.inode(ino)
@@ -89,7 +89,7 @@ func (f *FS) readDir(ino uint64) (*dir, error) {
 	for i, e := range d.entries {
 		d.byName[e.Name] = i
 	}
-	f.dirCache.add(ino, d, len(d.entries)+1)
+	f.dirCache.Add(ino, d, len(d.entries)+1)
 	return d, nil
 }
 

@@ -37,6 +37,7 @@ import (
 	"strings"
 
 	"github.com/ckptfs/ckptfs/volume"
+	"github.com/ckptfs/ckptfs/volume/internal/lru"
 )
 
 // RootIno is the inode number of the root directory.
@@ -107,8 +108,8 @@ type FS struct {
 
 	journal *overlay // replayed journal blocks, nil if none
 
-	blockCache *lru[uint64, []byte]
-	dirCache   *lru[uint64, *dir]
+	blockCache *lru.Cache[uint64, []byte]
+	dirCache   *lru.Cache[uint64, *dir]
 }
 
 func corrupt(format string, args ...any) error {
@@ -215,8 +216,8 @@ func Open(r io.ReaderAt, size int64) (*FS, error) {
 	}
 	f.label = string(name)
 
-	f.blockCache = newLRU[uint64, []byte](int(blockCacheBytes / f.bs))
-	f.dirCache = newLRU[uint64, *dir](dirCacheCost)
+	f.blockCache = lru.New[uint64, []byte](int(blockCacheBytes / f.bs))
+	f.dirCache = lru.New[uint64, *dir](dirCacheCost)
 
 	if err := f.loadGDT(le32(0x104), le32(0x24C), le32(0x250)); err != nil {
 		return nil, err
@@ -356,14 +357,14 @@ func (f *FS) readBlocks(p []byte, blk uint64) error {
 // block returns metadata block blk through the cache. The result must not
 // be modified.
 func (f *FS) block(blk uint64) ([]byte, error) {
-	if b, ok := f.blockCache.get(blk); ok {
+	if b, ok := f.blockCache.Get(blk); ok {
 		return b, nil
 	}
 	b := make([]byte, f.bs)
 	if err := f.readBlocks(b, blk); err != nil {
 		return nil, err
 	}
-	f.blockCache.add(blk, b, 1)
+	f.blockCache.Add(blk, b, 1)
 	return b, nil
 }
 

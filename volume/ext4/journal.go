@@ -6,6 +6,7 @@ import (
 	"sort"
 
 	"github.com/ckptfs/ckptfs/volume"
+	"github.com/ckptfs/ckptfs/volume/internal/lru"
 )
 
 // jbd2 constants. The journal is big-endian.
@@ -256,6 +257,6 @@ func (f *FS) replayJournal() (*overlay, error) {
 	}
 	sort.Slice(o.sorted, func(i, j int) bool { return o.sorted[i] < o.sorted[j] })
 	// Cached blocks were read before the journal was known.
-	f.blockCache = newLRU[uint64, []byte](f.blockCache.maxCost)
+	f.blockCache = lru.New[uint64, []byte](f.blockCache.MaxCost())
 	return o, nil
 }

@@ -31,6 +31,7 @@ import (
 	"unicode/utf16"
 
 	"github.com/ckptfs/ckptfs/volume"
+	"github.com/ckptfs/ckptfs/volume/internal/lru"
 )
 
 // RootIno is the inode number of the root directory.
@@ -67,10 +68,10 @@ type FS struct {
 	maxCluster uint32 // highest valid cluster number
 	label      string
 
-	fat      []byte                        // whole FAT for FAT12/16
-	fatCache *lru[int64, []byte]           // FAT32 chunks
-	dirs     *lru[uint64, *dir]            // parsed directories
-	runs     *lru[[2]uint32, []clusterRun] // first cluster, count -> runs
+	fat      []byte                              // whole FAT for FAT12/16
+	fatCache *lru.Cache[int64, []byte]           // FAT32 chunks
+	dirs     *lru.Cache[uint64, *dir]            // parsed directories
+	runs     *lru.Cache[[2]uint32, []clusterRun] // first cluster, count -> runs
 }
 
 // dirent is a parsed directory entry.
@@ -240,8 +241,8 @@ func Open(r io.ReaderAt, size int64) (*FS, error) {
 		rootClus:   p.rootClus,
 		maxCluster: p.clusters + 1,
 		label:      p.label,
-		dirs:       newLRU[uint64, *dir](dirCacheCost),
-		runs:       newLRU[[2]uint32, []clusterRun](runCacheCost),
+		dirs:       lru.New[uint64, *dir](dirCacheCost),
+		runs:       lru.New[[2]uint32, []clusterRun](runCacheCost),
 	}
 	if p.bits == 12 {
 		f.fatBytes = (int64(p.clusters)+2)*3/2 + 1
@@ -252,7 +253,7 @@ func Open(r io.ReaderAt, size int64) (*FS, error) {
 	f.dataOff = f.rootOff + int64(rootSecs)*int64(p.bps)
 	if p.bits == 32 {
 		f.rootBytes = 0
-		f.fatCache = newLRU[int64, []byte](fatCacheBytes / fatChunk)
+		f.fatCache = lru.New[int64, []byte](fatCacheBytes / fatChunk)
 	} else {
 		f.fat = make([]byte, f.fatBytes)
 		if err := readFull(r, f.fat, f.fatOff); err != nil {
@@ -321,14 +322,14 @@ func (f *FS) fatEntry(c uint32) (uint32, error) {
 		return 0, fmt.Errorf("fat: cluster %d beyond FAT: %w", c, volume.ErrCorrupt)
 	}
 	base := o &^ (fatChunk - 1)
-	chunk, ok := f.fatCache.get(base)
+	chunk, ok := f.fatCache.Get(base)
 	if !ok {
 		n := min(int64(fatChunk), f.fatBytes-base)
 		chunk = make([]byte, n)
 		if err := readFull(f.r, chunk, f.fatOff+base); err != nil {
 			return 0, fmt.Errorf("fat: reading FAT at %d: %w", f.fatOff+base, err)
 		}
-		f.fatCache.add(base, chunk, 1)
+		f.fatCache.Add(base, chunk, 1)
 	}
 	return binary.LittleEndian.Uint32(chunk[o-base:]) & 0x0FFFFFFF, nil
 }
@@ -354,7 +355,7 @@ type clusterRun struct {
 func (f *FS) chain(first uint32, limit uint32, exact bool) ([]clusterRun, error) {
 	key := [2]uint32{first, limit}
 	if exact {
-		if r, ok := f.runs.get(key); ok {
+		if r, ok := f.runs.Get(key); ok {
 			return r, nil
 		}
 	}
@@ -390,7 +391,7 @@ func (f *FS) chain(first uint32, limit uint32, exact bool) ([]clusterRun, error)
 		return nil, fmt.Errorf("fat: chain from cluster %d: %w", first, err)
 	}
 	if exact {
-		f.runs.add(key, runs, len(runs))
+		f.runs.Add(key, runs, len(runs))
 	}
 	return runs, nil
 }
@@ -538,7 +539,7 @@ func fatTime(date, tm uint16, tenths byte) time.Time {
 
 // readDir parses directory ino, using the cache.
 func (f *FS) readDir(ino uint64) (*dir, error) {
-	if d, ok := f.dirs.get(ino); ok {
+	if d, ok := f.dirs.Get(ino); ok {
 		return d, nil
 	}
 	var data []byte
@@ -657,7 +658,7 @@ func (f *FS) readDir(ino uint64) (*dir, error) {
 	for i := len(d.entries) - 1; i >= 0; i-- {
 		d.byName[strings.ToLower(d.entries[i].name)] = i
 	}
-	f.dirs.add(ino, d, len(d.entries)+1)
+	f.dirs.Add(ino, d, len(d.entries)+1)
 	return d, nil
 }
 

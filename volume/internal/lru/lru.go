@@ -1,13 +1,15 @@
-package fat
+// Package lru is a small cost-bounded least-recently-used cache shared by the
+// file-system readers.
+package lru
 
 import (
 	"container/list"
 	"sync"
 )
 
-// lru is a small cost-bounded least-recently-used cache, safe for
+// Cache is a small cost-bounded least-recently-used cache, safe for
 // concurrent use. Values must not be modified after they are added.
-type lru[K comparable, V any] struct {
+type Cache[K comparable, V any] struct {
 	mu      sync.Mutex
 	maxCost int
 	cost    int
@@ -21,11 +23,11 @@ type lruItem[K comparable, V any] struct {
 	cost int
 }
 
-func newLRU[K comparable, V any](maxCost int) *lru[K, V] {
-	return &lru[K, V]{maxCost: maxCost, ll: list.New(), m: map[K]*list.Element{}}
+func New[K comparable, V any](maxCost int) *Cache[K, V] {
+	return &Cache[K, V]{maxCost: maxCost, ll: list.New(), m: map[K]*list.Element{}}
 }
 
-func (c *lru[K, V]) get(k K) (V, bool) {
+func (c *Cache[K, V]) Get(k K) (V, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e, ok := c.m[k]; ok {
@@ -36,7 +38,7 @@ func (c *lru[K, V]) get(k K) (V, bool) {
 	return zero, false
 }
 
-func (c *lru[K, V]) add(k K, v V, cost int) {
+func (c *Cache[K, V]) Add(k K, v V, cost int) {
 	if cost < 1 {
 		cost = 1
 	}
@@ -62,3 +64,6 @@ func (c *lru[K, V]) add(k K, v V, cost int) {
 		c.cost -= it.cost
 	}
 }
+
+// MaxCost is the cost bound the cache was made with.
+func (c *Cache[K, V]) MaxCost() int { return c.maxCost }
