@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/ckptfs/ckptfs/checkpoint/diff"
 	"github.com/ckptfs/ckptfs/internal/testutil"
+	"golang.org/x/sys/unix"
 )
 
 // runDiffJSON runs ckptfs diff --json.
@@ -142,6 +144,34 @@ func testDiff(t *testing.T, f *fixture) {
 		ckptfsMount(t, mountBinary(t), f.dir, mnt)
 		if _, err := os.Stat(filepath.Join(mnt, f.points[0].name, f.fsPath["ntfs"])); err != nil {
 			t.Skipf("the mount shows no file systems: %v", err)
+		}
+		// Every file of every point reads right through <disk>.files/, and
+		// NTFS streams up to 64 KiB are user.<stream> attributes.
+		for _, p := range f.points[:3] {
+			for _, k := range fsKinds {
+				for rel, e := range p.models[k] {
+					if e.typ != "file" || e.broken {
+						continue
+					}
+					path := filepath.Join(mnt, p.name, f.fsPath[k], filepath.FromSlash(rel))
+					got, err := os.ReadFile(path)
+					if err != nil || !bytes.Equal(got, e.data) {
+						t.Errorf("%s: read through the mount: %d bytes, err %v; want %d bytes", path, len(got), err, len(e.data))
+					}
+					for name, data := range e.streams {
+						buf := make([]byte, 64<<10)
+						n, err := unix.Getxattr(path, "user."+name, buf)
+						switch {
+						case len(data) > 64<<10:
+							if err == nil {
+								t.Errorf("%s: stream %s larger than an xattr was shown", path, name)
+							}
+						case err != nil || !bytes.Equal(buf[:n], data):
+							t.Errorf("%s: stream %s as xattr: %d bytes, %v", path, name, n, err)
+						}
+					}
+				}
+			}
 		}
 		for _, pr := range [][2]int{{0, 1}, {1, 2}} {
 			pa, pb := f.points[pr[0]], f.points[pr[1]]
