@@ -345,3 +345,100 @@ func TestMountRWCrash(t *testing.T) {
 		t.Logf("trial %d: %d writes, %d fsynced", trial, len(ws), lastSynced+1)
 	}
 }
+
+// tmpfs mounts a tmpfs of size bytes (root only), removed at cleanup.
+func tmpfs(t *testing.T, size string) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a small tmpfs needs root")
+	}
+	d := filepath.Join(t.TempDir(), "small")
+	os.Mkdir(d, 0o755)
+	testutil.Run(t, "mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", d)
+	t.Cleanup(func() { exec.Command("umount", "-l", d).Run() })
+	return d
+}
+
+// TestMountRWDiskFull: a layer folder too small to create the layer gives a
+// clear error and leaves nothing; a folder that fills up while writing gives
+// ENOSPC to the writer, and the layer still opens afterwards.
+func TestMountRWDiskFull(t *testing.T) {
+	testutil.NeedFUSE(t)
+	bin := sharedBinary(t)
+	src := t.TempDir()
+	leaf, want, paths := rwChain(t, src, 512)
+	testutil.Unchanged(t, paths...)
+
+	// The new layer's structures take 4 KiB blocks here and there (the
+	// file is sparse): 64 KiB is too little for them.
+	tiny := tmpfs(t, "64k")
+	m := mountDir(t)
+	out, err := exec.Command(bin, "mount", "--rw", "--layer-dir", tiny, leaf, m).CombinedOutput()
+	if testutil.IsMounted(m) {
+		testutil.Unmount(m)
+		t.Fatal("mounted although the layer folder is full")
+	}
+	if err == nil || !strings.Contains(string(out), "no space left") {
+		t.Errorf("layer in a full folder: %v %q", err, out)
+	}
+	if m, _ := filepath.Glob(filepath.Join(tiny, "*")); len(m) != 0 {
+		t.Errorf("a failed creation left %v", m)
+	}
+
+	small := tmpfs(t, "7m")
+	mnt := mountDir(t)
+	pid := ckptfsMount(t, bin, leaf, mnt, "--rw", "--layer-dir", small)
+	layer := layerIn(t, small)
+	f, err := os.OpenFile(filepath.Join(mnt, mtStem(layer), "Disk.raw"), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var werr error
+	data := testutil.RandBytes(9, disk.MiB)
+	written := 0
+	for off := int64(0); off < 16*disk.MiB && werr == nil; off += disk.MiB {
+		if _, werr = f.WriteAt(data, off); werr == nil {
+			if werr = f.Sync(); werr == nil {
+				copy(want[off:], data)
+				written++
+			}
+		}
+	}
+	f.Close()
+	if !errors.Is(werr, syscall.ENOSPC) {
+		t.Errorf("writing past a full layer folder: %v, want ENOSPC", werr)
+	}
+	testutil.Unmount(mnt)
+	waitExit(pid, 10*time.Second)
+	c, err := chain.Open(layer, chain.Options{})
+	if err != nil {
+		t.Fatalf("the layer does not open after ENOSPC: %v", err)
+	}
+	defer c.Close()
+	got := make([]byte, c.Size())
+	if _, err := c.ReadAt(got, 0); err != nil {
+		t.Fatal(err)
+	}
+	// Every fsynced write is there; the rest of the disk is unchanged
+	// (the write that failed may be partly there).
+	mustSame(t, "synced writes", got[:written*disk.MiB], want[:written*disk.MiB])
+	mustSame(t, "beyond the writes", got[(written+1)*disk.MiB:], want[(written+1)*disk.MiB:])
+	t.Logf("%d MiB written before ENOSPC", written)
+}
+
+// TestMountRWMissingParent: --rw on a point whose parent is missing fails
+// before creating anything.
+func TestMountRWMissingParent(t *testing.T) {
+	testutil.NeedFUSE(t)
+	bin := sharedBinary(t)
+	src, layers := t.TempDir(), t.TempDir()
+	leaf, _, paths := rwChain(t, src, 512)
+	os.Rename(paths[0], paths[0]+".moved")
+	out, err := exec.Command(bin, "mount", "--rw", "--layer-dir", layers, leaf, mountDir(t)).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "parent not found") || !strings.Contains(string(out), "--search-path") {
+		t.Errorf("--rw with a missing parent: %v %q", err, out)
+	}
+	if m, _ := filepath.Glob(filepath.Join(layers, "*")); len(m) != 0 {
+		t.Errorf("left %v", m)
+	}
+}
