@@ -208,6 +208,31 @@ func (inv *Inventory) buildLayers(paths []string, opts chain.Options) error {
 	return nil
 }
 
+// nearest picks, among disk files of one name, the one closest to the
+// configuration file cfg in the folder tree: on a host folder several VMs
+// can have disks of the same name, each beside its own configuration.
+func nearest(ls []*Layer, cfg string) *Layer {
+	var best *Layer
+	bestLen := -1
+	for _, l := range ls {
+		n := commonPrefix(filepath.Dir(l.Path), filepath.Dir(cfg))
+		if n > bestLen {
+			best, bestLen = l, n
+		}
+	}
+	return best
+}
+
+// commonPrefix is the number of leading path components a and b share.
+func commonPrefix(a, b string) int {
+	as, bs := strings.Split(a, string(filepath.Separator)), strings.Split(b, string(filepath.Separator))
+	n := 0
+	for n < len(as) && n < len(bs) && as[n] == bs[n] {
+		n++
+	}
+	return n
+}
+
 // ancestorOf reports whether a is b or one of b's ancestors.
 func ancestorOf(a, b *Layer) bool {
 	for x := b; x != nil; x = x.Parent {
@@ -239,12 +264,12 @@ func (inv *Inventory) buildVMs(configPaths []string) {
 		lc := loadedConfig{cfg: cfg}
 		for _, d := range cfg.Disks {
 			name := strings.ToLower(winBase(d.Path))
-			ls := byName[name]
-			if len(ls) == 0 || ls[0].Disk == nil {
+			l := nearest(byName[name], p)
+			if l == nil || l.Disk == nil {
 				inv.Warnings = append(inv.Warnings, fmt.Sprintf("%s: disk %s (%s) not found under %s", p, d.Path, d.Controller, inv.Root))
 				continue
 			}
-			lc.layers = append(lc.layers, PointDisk{Disk: ls[0].Disk, Layer: ls[0], Controller: d.Controller + ":" + d.Location})
+			lc.layers = append(lc.layers, PointDisk{Disk: l.Disk, Layer: l, Controller: d.Controller + ":" + d.Location})
 		}
 		if cfg.IsCheckpoint {
 			snaps = append(snaps, lc)

@@ -2,6 +2,7 @@ package checkpoint_test
 
 import (
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/ckptfs/ckptfs/chain"
@@ -105,4 +106,51 @@ func names(ps []*checkpoint.Point) []string {
 		out = append(out, p.Name)
 	}
 	return out
+}
+
+// TestDiscoverHostFolder: a host folder with two VMs whose disks and names
+// are the same (copies of one template) gives two VMs, each with its own
+// disks and checkpoints, in separate, uniquely named folders.
+func TestDiscoverHostFolder(t *testing.T) {
+	root := t.TempDir()
+	a, err := vmtest.Build(filepath.Join(root, "VM A"), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := vmtest.Build(filepath.Join(root, "VM B"), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv, err := checkpoint.Discover(root, chain.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inv.Close()
+	if len(inv.VMs) != 2 {
+		t.Fatalf("%d VMs, want 2", len(inv.VMs))
+	}
+	for _, vm := range inv.VMs {
+		fx := a
+		if strings.HasPrefix(vm.Config, b.Root) {
+			fx = b
+		}
+		for _, p := range vm.Points {
+			for _, pd := range p.Disks {
+				if !strings.HasPrefix(pd.Layer.Path, fx.Root) {
+					t.Errorf("VM of %s: point %q uses %s from the other VM", fx.Root, p.Name, pd.Layer.Path)
+				}
+			}
+		}
+		if len(vm.Points) != len(a.Checkpoints)+1+2 {
+			t.Errorf("VM of %s: %d points", fx.Root, len(vm.Points))
+		}
+	}
+	nodes := checkpoint.BuildVMTree(inv, checkpoint.FileTreeOptions{})
+	var names []string
+	for _, n := range nodes {
+		names = append(names, n.Name)
+	}
+	if len(names) != 3 || names[0] == names[1] {
+		t.Errorf("top folders %q: want two distinct VM folders and by-file", names)
+	}
 }
