@@ -3,10 +3,12 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/ckptfs/ckptfs/checkpoint/diff"
@@ -170,6 +172,23 @@ func testDiff(t *testing.T, f *fixture) {
 							t.Errorf("%s: stream %s as xattr: %d bytes, %v", path, name, n, err)
 						}
 					}
+				}
+			}
+		}
+		// A damaged MFT record: that file gives EIO through the mount, its
+		// folder still lists, the other files of the point still read.
+		last := f.points[len(f.points)-1]
+		root := filepath.Join(mnt, last.name, f.fsPath["ntfs"])
+		if _, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(f.broken))); !errors.Is(err, syscall.EIO) {
+			t.Errorf("reading the damaged file through the mount: %v, want EIO", err)
+		}
+		if _, err := os.ReadDir(filepath.Dir(filepath.Join(root, filepath.FromSlash(f.broken)))); err != nil {
+			t.Errorf("listing the damaged file's folder: %v", err)
+		}
+		for rel, e := range last.models["ntfs"] {
+			if e.typ == "file" && !e.broken {
+				if got, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(rel))); err != nil || !bytes.Equal(got, e.data) {
+					t.Errorf("%s beside the damaged file: %v", rel, err)
 				}
 			}
 		}
