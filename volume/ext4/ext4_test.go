@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/ckptfs/ckptfs/volume"
+	"github.com/ckptfs/ckptfs/volume/internal/fstest"
 )
 
 func needTools(t testing.TB, tools ...string) {
@@ -334,7 +335,7 @@ func TestImages(t *testing.T) {
 			if fsys.Label() != "data vol" || fsys.Type() != "ext4" || fsys.CaseInsensitive() {
 				t.Errorf("Label/Type = %q/%q", fsys.Label(), fsys.Type())
 			}
-			concurrentWalk(t, fsys)
+			fstest.ConcurrentWalk(t, fsys)
 			n := compareTree(t, fsys, fsys.Root(), src, map[string]bool{"lost+found": true})
 			if n < 8 {
 				t.Errorf("only %d files compared", n)
@@ -937,81 +938,12 @@ func FuzzOpen(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		// The input is an image prefix; the rest of a 64 KiB volume is
 		// zeros, so seeds can be stored without their trailing zeros.
-		r := padReader{data: data, size: max(int64(len(data)), 64<<10)}
-		fsys, err := Open(r, r.size)
+		r := fstest.PadReader{Data: data, Size: max(int64(len(data)), 64<<10)}
+		fsys, err := Open(r, r.Size)
 		if err != nil {
 			return
 		}
 		budget := 2000
 		walk(fsys, fsys.Root(), 0, &budget)
 	})
-}
-
-// padReader serves data followed by zeros up to size.
-type padReader struct {
-	data []byte
-	size int64
-}
-
-func (p padReader) ReadAt(b []byte, off int64) (int, error) {
-	if off < 0 {
-		return 0, errors.New("negative offset")
-	}
-	if off >= p.size {
-		return 0, io.EOF
-	}
-	n := len(b)
-	if int64(n) > p.size-off {
-		n = int(p.size - off)
-	}
-	clear(b[:n])
-	if off < int64(len(p.data)) {
-		copy(b[:n], p.data[off:])
-	}
-	if n < len(b) {
-		return n, io.EOF
-	}
-	return n, nil
-}
-
-// concurrentWalk walks the whole tree from 8 goroutines on a fresh FS and
-// checks they all see the same thing.
-func concurrentWalk(t *testing.T, fsys volume.FS) {
-	t.Helper()
-	results := make([]string, 8)
-	var wg sync.WaitGroup
-	for g := range results {
-		wg.Add(1)
-		go func(g int) {
-			defer wg.Done()
-			var sb strings.Builder
-			var walkDir func(ino uint64, path string)
-			walkDir = func(ino uint64, path string) {
-				ents, err := fsys.ReadDir(ino)
-				if err != nil {
-					fmt.Fprintf(&sb, "%s: %v\n", path, err)
-					return
-				}
-				for _, e := range ents {
-					a, err := fsys.Stat(e.Ino)
-					le, lerr := fsys.Lookup(ino, e.Name)
-					fmt.Fprintf(&sb, "%s/%s %v %d %v %v %v\n", path, e.Name, a.Mode, a.Size, err, le == e, lerr)
-					if e.Mode.IsDir() {
-						walkDir(e.Ino, path+"/"+e.Name)
-					}
-				}
-			}
-			walkDir(fsys.Root(), "")
-			results[g] = sb.String()
-		}(g)
-	}
-	wg.Wait()
-	for g := 1; g < len(results); g++ {
-		if results[g] != results[0] {
-			t.Fatalf("goroutine %d saw a different tree", g)
-		}
-	}
-	if strings.Contains(results[0], "false") || strings.Count(results[0], "<nil>") == 0 {
-		t.Fatalf("walk saw errors:\n%.2000s", results[0])
-	}
 }
