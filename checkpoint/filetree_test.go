@@ -176,8 +176,8 @@ func TestPartitions(t *testing.T) {
 			img := filepath.Join(dir, kind+".img")
 			fusetest.RawFixture(t, img, size, 3)
 			if kind == "gpt" {
-				fusetest.Run(t, "sgdisk", "-Z", img)
-				fusetest.Run(t, "sgdisk", "-n", "1:2048:+3M", "-t", "1:EF00", "-c", "1:EFI system partition",
+				testutil.Run(t, "sgdisk", "-Z", img)
+				testutil.Run(t, "sgdisk", "-n", "1:2048:+3M", "-t", "1:EF00", "-c", "1:EFI system partition",
 					"-n", "2:0:+5M", "-t", "2:0700", "-c", "2:", "-n", "3:0:+1M", "-t", "3:8300", "-c", "3:a/b", img)
 			} else {
 				cmd := exec.Command("sfdisk", "--no-reread", "--no-tell-kernel", img)

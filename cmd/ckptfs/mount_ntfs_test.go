@@ -98,20 +98,20 @@ func TestMountGPTWithNTFS(t *testing.T) {
 	if err := os.Truncate(rawA, diskSize); err != nil {
 		t.Fatal(err)
 	}
-	fusetest.Run(t, "sgdisk", "-n", "1:2048:+34M", "-t", "1:EF00", "-c", "1:EFI system partition",
+	testutil.Run(t, "sgdisk", "-n", "1:2048:+34M", "-t", "1:EF00", "-c", "1:EFI system partition",
 		"-n", "2:71680:+28M", "-t", "2:0700", "-c", "2:Basic data partition", rawA)
-	fusetest.Run(t, "mkfs.vfat", "-F", "32", "-s", "1", "-S", "512", "--offset", "2048", "-n", "EFI", rawA, "34816")
+	testutil.Run(t, "mkfs.vfat", "-F", "32", "-s", "1", "-S", "512", "--offset", "2048", "-n", "EFI", rawA, "34816")
 	hello := filepath.Join(work, "hello.txt")
 	mtWrite(t, hello, "hello from FAT32\n")
-	fusetest.Run(t, "mmd", "-i", rawA+"@@1M", "::/EFI")
-	fusetest.Run(t, "mcopy", "-i", rawA+"@@1M", hello, "::/EFI/hello.txt")
+	testutil.Run(t, "mmd", "-i", rawA+"@@1M", "::/EFI")
+	testutil.Run(t, "mcopy", "-i", rawA+"@@1M", hello, "::/EFI/hello.txt")
 
 	// The NTFS partition, before and after the edits.
 	p2a := filepath.Join(work, "p2a.img")
 	if err := os.WriteFile(p2a, make([]byte, p2Size), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	fusetest.Run(t, "mkntfs", "-F", "-Q", "-s", "512", "-p", "71680", "-H", "255", "-S", "63", "-L", "Data", p2a)
+	testutil.Run(t, "mkntfs", "-F", "-Q", "-s", "512", "-p", "71680", "-H", "255", "-S", "63", "-L", "Data", p2a)
 	n, unmount := ntfs3g(t, p2a, "")
 	mtWrite(t, filepath.Join(n, "Users", "known.txt"), "hello from NTFS\n")
 	mtWrite(t, filepath.Join(n, "keep.txt"), "kept\n")
@@ -185,7 +185,7 @@ func TestMountGPTWithNTFS(t *testing.T) {
 		}
 	}
 	efi := filepath.Join(pB, "Win.partitions", "1-EFI system partition.raw")
-	if out := fusetest.Run(t, "mtype", "-i", efi, "::/EFI/hello.txt"); out != "hello from FAT32\n" {
+	if out := testutil.Run(t, "mtype", "-i", efi, "::/EFI/hello.txt"); out != "hello from FAT32\n" {
 		t.Errorf("FAT32 through the mount: %q", out)
 	}
 

@@ -131,9 +131,9 @@ func mtStem(p string) string { return strings.TrimSuffix(filepath.Base(p), filep
 // of qemu-img's own conversion back to raw.
 func qemuBase(t *testing.T, raw, out, opts string) string {
 	t.Helper()
-	fusetest.Run(t, "qemu-img", "convert", "-f", "raw", "-O", "vhdx", "-o", opts, raw, out)
+	testutil.Run(t, "qemu-img", "convert", "-f", "raw", "-O", "vhdx", "-o", opts, raw, out)
 	back := filepath.Join(t.TempDir(), "back.raw")
-	fusetest.Run(t, "qemu-img", "convert", "-f", "vhdx", "-O", "raw", out, back)
+	testutil.Run(t, "qemu-img", "convert", "-f", "vhdx", "-O", "raw", out, back)
 	return testutil.SHA256File(t, back)
 }
 

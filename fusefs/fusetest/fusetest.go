@@ -13,7 +13,6 @@ import (
 	"io"
 	"math/rand"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -145,16 +144,6 @@ func DiffChild(t testing.TB, parent *vhdxtest.Image, parentPath, path string, ol
 	}
 	Save(t, im, path)
 	return im
-}
-
-// Run runs a command and fails the test with its output if it fails.
-func Run(t testing.TB, name string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
 }
 
 // RawFixture writes a raw image of size bytes with random extents.
