@@ -513,34 +513,6 @@ func TestFatTime(t *testing.T) {
 	}
 }
 
-// walk visits everything in fsys with bounded effort; used by the fuzzer.
-func walk(fsys volume.FS, ino uint64, depth int, budget *int) {
-	if depth > 8 || *budget <= 0 {
-		return
-	}
-	ents, err := fsys.ReadDir(ino)
-	if err != nil {
-		return
-	}
-	buf := make([]byte, 4096)
-	for _, e := range ents {
-		*budget--
-		if *budget <= 0 {
-			return
-		}
-		fsys.Stat(e.Ino)
-		fsys.Lookup(ino, e.Name)
-		if e.Mode.IsDir() {
-			walk(fsys, e.Ino, depth+1, budget)
-			continue
-		}
-		if fl, err := fsys.Open(e.Ino); err == nil {
-			fl.ReadAt(buf, 0)
-			fl.ReadAt(buf, fl.Size()-100)
-		}
-	}
-}
-
 func FuzzOpen(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		// The input is an image prefix; the rest of a 64 KiB volume is
@@ -551,6 +523,6 @@ func FuzzOpen(f *testing.F) {
 			return
 		}
 		budget := 2000
-		walk(fsys, fsys.Root(), 0, &budget)
+		fstest.Walk(fsys, fsys.Root(), 0, &budget)
 	})
 }

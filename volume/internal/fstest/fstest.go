@@ -82,3 +82,35 @@ func ConcurrentWalk(t testing.TB, fsys volume.FS) {
 		t.Fatalf("walk saw errors:\n%.2000s", results[0])
 	}
 }
+
+// Walk visits everything in fsys with bounded effort (depth 8, budget
+// entries): stat, lookup, readlink and a few reads of every file. Fuzz
+// targets use it; it only has to not panic or hang.
+func Walk(fsys volume.FS, ino uint64, depth int, budget *int) {
+	if depth > 8 || *budget <= 0 {
+		return
+	}
+	ents, err := fsys.ReadDir(ino)
+	if err != nil {
+		return
+	}
+	buf := make([]byte, 8192)
+	for _, e := range ents {
+		*budget--
+		if *budget <= 0 {
+			return
+		}
+		fsys.Stat(e.Ino)
+		fsys.Lookup(ino, e.Name)
+		fsys.Readlink(e.Ino)
+		if e.Mode.IsDir() {
+			Walk(fsys, e.Ino, depth+1, budget)
+			continue
+		}
+		if fl, err := fsys.Open(e.Ino); err == nil {
+			fl.ReadAt(buf, 0)
+			fl.ReadAt(buf, fl.Size()/2)
+			fl.ReadAt(buf, fl.Size()-100)
+		}
+	}
+}
