@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 
 	"github.com/ckptfs/ckptfs/chain"
 	"github.com/ckptfs/ckptfs/disk"
+	"github.com/ckptfs/ckptfs/internal/units"
 )
 
 func init() {
@@ -35,7 +35,7 @@ func runExport(args []string, stdout, stderr io.Writer) error {
 	if *format != "raw" && *format != "vhdx" {
 		return fmt.Errorf("%w: --format must be raw or vhdx, not %q", errUsage, *format)
 	}
-	bs, err := parseSize(*blockSize)
+	bs, err := units.ParseSize(*blockSize)
 	if err != nil || bs < disk.MinBlockSize || bs > disk.MaxBlockSize || bs&(bs-1) != 0 {
 		return fmt.Errorf("%w: --block-size must be a power of two from 1M to 256M", errUsage)
 	}
@@ -191,31 +191,6 @@ func allZero(b []byte) bool {
 		}
 	}
 	return true
-}
-
-// parseSize parses sizes like 512, 64K, 2M, 1G, 1T (binary units).
-func parseSize(s string) (int64, error) {
-	mult := int64(1)
-	if n := len(s); n > 0 {
-		switch s[n-1] {
-		case 'K', 'k':
-			mult = 1 << 10
-		case 'M', 'm':
-			mult = 1 << 20
-		case 'G', 'g':
-			mult = 1 << 30
-		case 'T', 't':
-			mult = 1 << 40
-		}
-		if mult > 1 {
-			s = s[:n-1]
-		}
-	}
-	v, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || v < 0 {
-		return 0, fmt.Errorf("bad size %q", s)
-	}
-	return v * mult, nil
 }
 
 // exportStream writes every byte, zeros included, to a stream.

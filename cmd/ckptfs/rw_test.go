@@ -17,6 +17,7 @@ import (
 	"github.com/ckptfs/ckptfs/disk"
 	"github.com/ckptfs/ckptfs/disk/vhdxtest"
 	"github.com/ckptfs/ckptfs/internal/testutil"
+	"github.com/ckptfs/ckptfs/internal/units"
 )
 
 var (
@@ -243,7 +244,7 @@ func TestMountRWCrash(t *testing.T) {
 		trials = 10
 	}
 	if s := os.Getenv("CKPTFS_RW_CRASH_TRIALS"); s != "" {
-		if n, err := parseSize(s); err == nil {
+		if n, err := units.ParseSize(s); err == nil {
 			trials = int(n)
 		}
 	}

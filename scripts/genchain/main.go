@@ -21,11 +21,11 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/ckptfs/ckptfs/disk"
 	"github.com/ckptfs/ckptfs/disk/vhdxtest"
+	"github.com/ckptfs/ckptfs/internal/units"
 )
 
 func main() {
@@ -42,7 +42,7 @@ func main() {
 	seed := flag.Int64("seed", 1, "random seed")
 	flag.Parse()
 
-	size, baseBlock, childBlock, chunk := must(parseSize(*sizeS)), must(parseSize(*baseBlockS)), must(parseSize(*childBlockS)), must(parseSize(*chunkS))
+	size, baseBlock, childBlock, chunk := must(units.ParseSize(*sizeS)), must(units.ParseSize(*baseBlockS)), must(units.ParseSize(*childBlockS)), must(units.ParseSize(*chunkS))
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		fatal(err)
 	}
@@ -122,28 +122,6 @@ func save(im *vhdxtest.Image, path string) {
 	if err := im.Save(path); err != nil {
 		fatal(err)
 	}
-}
-
-func parseSize(s string) (int64, error) {
-	mult := int64(1)
-	switch {
-	case strings.HasSuffix(s, "K"):
-		mult = 1 << 10
-	case strings.HasSuffix(s, "M"):
-		mult = 1 << 20
-	case strings.HasSuffix(s, "G"):
-		mult = 1 << 30
-	case strings.HasSuffix(s, "T"):
-		mult = 1 << 40
-	}
-	if mult > 1 {
-		s = s[:len(s)-1]
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("size %q: %w", s, err)
-	}
-	return n * mult, nil
 }
 
 func must(n int64, err error) int64 {
