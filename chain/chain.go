@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"sync"
 
@@ -263,4 +264,54 @@ func (c *Chain) Invalidate(off, length int64) {
 	for u := off / c.unit; u*c.unit < off+length; u++ {
 		c.cache.drop(u)
 	}
+}
+
+// fileRanger is implemented by layers whose bytes can be read straight
+// from an open file (*disk.File).
+type fileRanger interface {
+	FileRange(off, n int64) *os.File
+}
+
+// Piece is a part of a range of the disk as it lies on disk: Length bytes
+// of File at Offset, or Length zero bytes when File is nil.
+type Piece struct {
+	File   *os.File
+	Offset int64
+	Length int64
+}
+
+// Pieces appends to dst, in order, where the bytes of [off, off+n) lie:
+// each in one open layer file, or zeros. The bytes can then be handed to
+// the kernel (splice) without being copied through memory. It reports
+// false, and dst unchanged, when a part can only be read through ReadAt
+// (a block touched by a replayed log, or a layer that is not a plain
+// file, such as a writable one) or the range is not within the disk.
+func (c *Chain) Pieces(off, n int64, dst []Piece) ([]Piece, bool) {
+	if off < 0 || n <= 0 || off+n > c.size {
+		return dst, false
+	}
+	rp := runPool.Get().(*[]Run)
+	defer runPool.Put(rp)
+	runs, err := c.Map(off, n, (*rp)[:0])
+	*rp = runs
+	if err != nil {
+		return dst, false
+	}
+	out := dst
+	for _, r := range runs {
+		if r.Layer < 0 {
+			out = append(out, Piece{Length: r.Length})
+			continue
+		}
+		fr, ok := c.layers[r.Layer].(fileRanger)
+		if !ok {
+			return dst, false
+		}
+		f := fr.FileRange(r.FileOffset, r.Length)
+		if f == nil {
+			return dst, false
+		}
+		out = append(out, Piece{File: f, Offset: r.FileOffset, Length: r.Length})
+	}
+	return out, true
 }

@@ -62,9 +62,33 @@ func TestChainMatchesModel(t *testing.T) {
 					t.Fatalf("ReadAt(%d, %d): %v", off, n, err)
 				}
 				mustEqual(t, "random read", got, want[off:off+n])
+				// Where the bytes lie on disk says the same.
+				if n > 0 && k%3 == 0 {
+					ps, ok := leaf.Pieces(off, n, nil)
+					if !ok {
+						t.Fatalf("Pieces(%d, %d) refused a chain of plain files", off, n)
+					}
+					mustEqual(t, "pieces", readPieces(t, ps), want[off:off+n])
+				}
 			}
 		})
 	}
+}
+
+// readPieces reads what Pieces described.
+func readPieces(t *testing.T, ps []Piece) []byte {
+	t.Helper()
+	var out []byte
+	for _, p := range ps {
+		b := make([]byte, p.Length)
+		if p.File != nil {
+			if _, err := p.File.ReadAt(b, p.Offset); err != nil {
+				t.Fatalf("%s: %d bytes at %d: %v", p.File.Name(), p.Length, p.Offset, err)
+			}
+		}
+		out = append(out, b...)
+	}
+	return out
 }
 
 // TestConcurrentReaders checks that parallel readers see the right bytes

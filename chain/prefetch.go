@@ -241,3 +241,15 @@ func (p *Prefetcher) Invalidate(off, n int64) {
 	clear(p.windows[len(keep):])
 	p.windows = keep
 }
+
+// Pieces passes the question to the wrapped reader when it can answer it
+// (see Chain.Pieces). A stream served from the file pieces never reaches
+// the read-ahead.
+func (p *Prefetcher) Pieces(off, n int64, dst []Piece) ([]Piece, bool) {
+	if pm, ok := p.r.(interface {
+		Pieces(off, n int64, dst []Piece) ([]Piece, bool)
+	}); ok {
+		return pm.Pieces(off, n, dst)
+	}
+	return dst, false
+}

@@ -202,7 +202,7 @@ func listPartitions(pt *chain.Chain, r io.ReaderAt, mtime time.Time) ([]*Node, e
 	}
 	var out []*Node
 	for _, p := range ps {
-		f := File(fmt.Sprintf("%d-%s.raw", p.Number, p.Label()), io.NewSectionReader(r, p.Start, p.Size), p.Size)
+		f := File(fmt.Sprintf("%d-%s.raw", p.Number, p.Label()), newPartReader(r, p.Start, p.Size), p.Size)
 		f.Mtime = mtime
 		f.Disk, f.DiskOffset, f.DiskLength = pt, p.Start, p.Size
 		out = append(out, f)

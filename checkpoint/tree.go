@@ -79,3 +79,37 @@ func (b bytesReader) ReadAt(p []byte, off int64) (int, error) {
 	}
 	return n, nil
 }
+
+// FileMapper is implemented by a Node's Data when it can tell where a
+// range of its bytes lies unchanged in open files (chain.Chain and
+// chain.Prefetcher do). The FUSE daemon then answers a READ of that range
+// by splicing from the files to the kernel instead of copying the bytes
+// through its own memory.
+type FileMapper interface {
+	Pieces(off, n int64, dst []chain.Piece) ([]chain.Piece, bool)
+}
+
+// partReader is the bytes [off, off+size) of r (a partition of a disk):
+// an io.SectionReader that keeps r's FileMapper.
+type partReader struct {
+	r         io.ReaderAt
+	off, size int64
+}
+
+// newPartReader returns a reader of [off, off+size) of r.
+func newPartReader(r io.ReaderAt, off, size int64) *partReader {
+	return &partReader{r: r, off: off, size: size}
+}
+
+func (s *partReader) ReadAt(p []byte, off int64) (int, error) {
+	return io.NewSectionReader(s.r, s.off, s.size).ReadAt(p, off)
+}
+
+// Pieces implements FileMapper when r does.
+func (s *partReader) Pieces(off, n int64, dst []chain.Piece) ([]chain.Piece, bool) {
+	fm, ok := s.r.(FileMapper)
+	if !ok || off < 0 || n <= 0 || off+n > s.size {
+		return dst, false
+	}
+	return fm.Pieces(s.off+off, n, dst)
+}

@@ -2,7 +2,9 @@ package disk
 
 import (
 	"fmt"
+	"io"
 	"math/bits"
+	"os"
 )
 
 // Source says where the bytes of an extent come from, judged by one file
@@ -125,4 +127,29 @@ func (f *File) partialExtents(b int64, e BATEntry, start, length int64, dst []Ex
 // file offset off. It is how callers read the data an Extent points to.
 func (f *File) ReadFileAt(p []byte, off int64) (int, error) {
 	return f.r.ReadAt(p, off)
+}
+
+// FileRange returns the open file from which [off, off+n) of this VHDX
+// file, as replayed, can be read unchanged: when Open opened it, the range
+// lies within the file on disk and no replayed log entry touches it. It
+// returns nil otherwise. Callers may hand the file to the kernel
+// (splice(2)) instead of copying its bytes through ReadFileAt; they must
+// not write to it or close it.
+func (f *File) FileRange(off, n int64) *os.File {
+	if f.osFile == nil || off < 0 || n < 0 || off+n > f.fileSize {
+		return nil
+	}
+	switch r := f.r.(type) {
+	case *os.File:
+		if r != f.osFile {
+			return nil
+		}
+	case *overlay:
+		if r.base != io.ReaderAt(f.osFile) || r.touches(off, off+n) {
+			return nil
+		}
+	default:
+		return nil
+	}
+	return f.osFile
 }

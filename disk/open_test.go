@@ -206,6 +206,62 @@ func TestOpenIsReadOnly(t *testing.T) {
 	}
 }
 
+// TestFileRange checks which ranges a file hands out as plain file bytes:
+// not those a replayed log changed, not past the end of the file, and
+// nothing when the file was not opened by Open.
+func TestFileRange(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "dirty.vhdx")
+	im := vhdxtest.New(vhdxtest.Options{VirtualSize: 8 * disk.MiB, BlockSize: disk.MiB, DirtyLog: true})
+	im.Write(disk.MiB, bytes.Repeat([]byte{3}, 8192))
+	if err := im.Save(p); err != nil {
+		t.Fatal(err)
+	}
+	f, err := disk.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var bat int64
+	for _, r := range f.Regions {
+		if r.GUID == disk.RegionBAT {
+			bat = int64(r.FileOffset)
+		}
+	}
+	ext, err := f.BlockExtents(1, nil)
+	if err != nil || len(ext) == 0 || ext[0].Source != disk.Data {
+		t.Fatalf("block 1: %+v %v", ext, err)
+	}
+	data := ext[0].FileOffset
+	cases := []struct {
+		name   string
+		off, n int64
+		ok     bool
+	}{
+		{"data block", data, 8192, true},
+		{"BAT rewritten by the log", bat, 4096, false},
+		{"range ending in the BAT", bat - 512, 1024, false},
+		{"last byte", f.FileSize() - 1, 1, true},
+		{"past the end", f.FileSize() - 1, 2, false},
+		{"negative", -1, 10, false},
+	}
+	for _, c := range cases {
+		if got := f.FileRange(c.off, c.n); (got != nil) != c.ok {
+			t.Errorf("%s: FileRange(%d, %d) = %v, want ok %v", c.name, c.off, c.n, got, c.ok)
+		}
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nf, err := open(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nf.FileRange(data, 8192) != nil {
+		t.Error("a file read through NewFile handed out an *os.File")
+	}
+}
+
 func TestTruncatedLog(t *testing.T) {
 	im := vhdxtest.New(vhdxtest.Options{VirtualSize: 8 * disk.MiB, BlockSize: disk.MiB, DirtyLog: true})
 	im.Write(0, bytes.Repeat([]byte{3}, 8192))

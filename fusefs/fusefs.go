@@ -6,12 +6,13 @@
 //
 // The tree is immutable, so the mount is tuned for it: long entry and
 // attribute timeouts, FOPEN_KEEP_CACHE on immutable files (re-reads come
-// from the page cache), 1 MiB READ requests, no splice, and no lock on the
-// read path (Node.Data must be safe for concurrent ReadAt, as
-// chain.Chain is).
+// from the page cache), 512 KiB READ requests, file data spliced from the
+// layer files to the kernel where it lies unchanged in them (splice.go),
+// and no lock on the read path (Node.Data must be safe for concurrent
+// ReadAt, as chain.Chain is).
 //
-// Everything is read-only: the mount is "ro", and Node.Writer and
-// Node.Sync are not rendered yet (opening for writing fails with EROFS).
+// Mounts are read-only ("ro") unless Options.Writable; then nodes with a
+// Writer accept writes and every other node refuses them with EROFS.
 package fusefs
 
 import (
@@ -68,17 +69,23 @@ type Options struct {
 	// slower. By default immutable files are read through the page cache,
 	// kept across opens.
 	DirectIO bool
+	// NoSplice copies every read through the daemon's memory instead of
+	// splicing file data to the kernel (see splice.go); for comparisons
+	// and troubleshooting.
+	NoSplice bool
 	// Writable mounts read-write, so that nodes with a Writer accept
 	// writes; every other node still refuses them with EROFS.
 	Writable bool
 }
 
-// MaxRead is the largest READ request asked of the kernel.
-const MaxRead = 1 << 20
+// MaxRead is the largest READ (and WRITE) request asked of the kernel:
+// 512 KiB, the largest that can be spliced through a default-sized pipe.
+const MaxRead = 512 << 10
 
 // Server is a mounted tree.
 type Server struct {
-	srv *fuse.Server
+	srv     *fuse.Server
+	splicer *splicer
 	// Dir is the absolute mount point.
 	Dir string
 }
@@ -90,6 +97,9 @@ func (s *Server) Unmount() error {
 	}
 	return nil
 }
+
+// ReadStats tells how READs of disk data were answered so far.
+func (s *Server) ReadStats() ReadStats { return s.splicer.stats() }
 
 // Wait returns when the file system is unmounted (by Unmount or by
 // `fusermount3 -u`).
@@ -122,13 +132,14 @@ func Mount(dir string, root *checkpoint.Node, opts Options) (*Server, error) {
 	}
 	t := newTree(lg, uid, gid)
 	t.directIO = opts.DirectIO
+	t.splicer = newSplicer(opts.NoSplice)
 	fo := &gofs.Options{
 		EntryTimeout:    &timeout,
 		AttrTimeout:     &timeout,
 		NegativeTimeout: &timeout,
 		UID:             uid,
 		GID:             gid,
-		Logger:          log.New(logWriter{lg, logrus.WarnLevel}, "go-fuse: ", 0),
+		Logger:          log.New(logWriter{l: lg, lvl: logrus.WarnLevel}, "go-fuse: ", 0),
 		MountOptions: fuse.MountOptions{
 			AllowOther:    opts.AllowOther,
 			FsName:        opts.FsName,
@@ -137,12 +148,12 @@ func Mount(dir string, root *checkpoint.Node, opts Options) (*Server, error) {
 			MaxWrite:      MaxRead,
 			MaxReadAhead:  MaxRead,
 			MaxBackground: 64,
-			DisableSplice: true,
+			DisableSplice: opts.NoSplice,
 			// Nothing ever changes: let the kernel keep pages even when
 			// it sees a new mtime (it never will).
 			ExplicitDataCacheControl: true,
 			Debug:                    opts.Debug,
-			Logger:                   log.New(logWriter{lg, logrus.DebugLevel}, "", 0),
+			Logger:                   log.New(logWriter{l: lg, lvl: logrus.DebugLevel, splicer: t.splicer}, "", 0),
 		},
 	}
 	if fo.FsName == "" {
@@ -153,7 +164,7 @@ func Mount(dir string, root *checkpoint.Node, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mounting on %s: %w", abs, err)
 	}
-	s := &Server{srv: srv, Dir: abs}
+	s := &Server{srv: srv, splicer: t.splicer, Dir: abs}
 	if opts.ReadAheadKB > 0 {
 		if err := setReadAhead(abs, opts.ReadAheadKB); err != nil {
 			lg.Debugf("read_ahead_kb not raised: %v", err)
@@ -176,14 +187,20 @@ func setReadAhead(dir string, kb int) error {
 	return nil
 }
 
-// logWriter turns go-fuse's log lines into logrus entries.
+// logWriter turns go-fuse's log lines into logrus entries. It also
+// watches for failed splices: go-fuse then copies the READ instead (the
+// reply is still right), and the mount stops trying.
 type logWriter struct {
-	l   logrus.FieldLogger
-	lvl logrus.Level
+	l       logrus.FieldLogger
+	lvl     logrus.Level
+	splicer *splicer
 }
 
 func (w logWriter) Write(p []byte) (int, error) {
 	msg := strings.TrimRight(string(p), "\n")
+	if w.splicer != nil && strings.HasPrefix(msg, "trySplice:") && !w.splicer.off.Swap(true) {
+		w.l.Warnf("splicing file data to the kernel failed (%s); copying reads from now on", strings.TrimSpace(strings.TrimPrefix(msg, "trySplice:")))
+	}
 	switch w.lvl {
 	case logrus.DebugLevel:
 		w.l.Debug(msg)
@@ -205,6 +222,7 @@ type tree struct {
 	listings map[*checkpoint.Node]*listing
 	fsIDs    map[*checkpoint.Node]uint64
 	directIO bool
+	splicer  *splicer
 }
 
 // volKey identifies an inode of a volume.FS within the mount.
@@ -519,6 +537,11 @@ func readAt(t *tree, name string, r io.ReaderAt, size int64, dest []byte, off in
 	if rem := size - off; int64(len(dest)) > rem {
 		dest = dest[:rem]
 	}
+	if fm, ok := r.(checkpoint.FileMapper); ok {
+		if res := t.splicer.read(fm, off, len(dest)); res != nil {
+			return res, 0
+		}
+	}
 	n, err := r.ReadAt(dest, off)
 	if err != nil && !(errors.Is(err, io.EOF) && n > 0) {
 		if errors.Is(err, io.EOF) {
@@ -527,7 +550,8 @@ func readAt(t *tree, name string, r io.ReaderAt, size int64, dest []byte, off in
 		t.log.Errorf("reading %s: %d bytes at %d: %v", name, len(dest), off, err)
 		return nil, syscall.EIO
 	}
-	return fuse.ReadResultData(dest[:n]), 0
+	// A vector result is written with writev, never offered to splice.
+	return fuse.ReadResultVector([][]byte{dest[:n]}), 0
 }
 
 // linkNode is a symlink of the plain tree.

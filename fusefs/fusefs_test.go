@@ -29,6 +29,13 @@ import (
 // the test fails.
 func mount(t *testing.T, root *checkpoint.Node, opts ...fusefs.Options) string {
 	t.Helper()
+	dir, _ := mountServer(t, root, opts...)
+	return dir
+}
+
+// mountServer is mount, also returning the server.
+func mountServer(t *testing.T, root *checkpoint.Node, opts ...fusefs.Options) (string, *fusefs.Server) {
+	t.Helper()
 	testutil.NeedFUSE(t)
 	dir := filepath.Join(t.TempDir(), "mnt")
 	if err := os.Mkdir(dir, 0o755); err != nil {
@@ -48,7 +55,7 @@ func mount(t *testing.T, root *checkpoint.Node, opts ...fusefs.Options) string {
 		}
 		srv.Wait()
 	})
-	return dir
+	return dir, srv
 }
 
 func names(t *testing.T, dir string) []string {
@@ -202,13 +209,27 @@ func TestChainConcurrentReads(t *testing.T) {
 	}
 	contents := gen.Contents()
 	for _, direct := range []bool{false, true} {
-		t.Run(fmt.Sprintf("direct-io=%v", direct), func(t *testing.T) {
-			dir := mount(t, checkpoint.Dir("", points...), fusefs.Options{ReadAheadKB: 1024, DirectIO: direct})
-			if m, _ := os.ReadFile("/proc/self/mountinfo"); !strings.Contains(string(m), dir+" ") || !strings.Contains(string(m), "max_read=1048576") {
-				t.Errorf("mount options: want max_read=1048576 on %s", dir)
-			}
-			concurrentReads(t, dir, gen, contents, size)
-		})
+		for _, noSplice := range []bool{false, true} {
+			t.Run(fmt.Sprintf("direct-io=%v,no-splice=%v", direct, noSplice), func(t *testing.T) {
+				dir, srv := mountServer(t, checkpoint.Dir("", points...), fusefs.Options{ReadAheadKB: 1024, DirectIO: direct, NoSplice: noSplice})
+				maxRead := fmt.Sprintf("max_read=%d", fusefs.MaxRead)
+				if m, _ := os.ReadFile("/proc/self/mountinfo"); !strings.Contains(string(m), dir+" ") || !strings.Contains(string(m), maxRead) {
+					t.Errorf("mount options: want %s on %s", maxRead, dir)
+				}
+				concurrentReads(t, dir, gen, contents, size)
+				// Both zero-copy paths and the copying one were taken
+				// (the chain mixes all layers and zeros), or only the
+				// copying one when splicing is off.
+				st := srv.ReadStats()
+				if noSplice && (st.FromFile != 0 || st.Assembled != 0 || st.Copied == 0 || !st.SpliceOff) {
+					t.Errorf("--no-splice: %+v", st)
+				}
+				if !noSplice && (st.FromFile == 0 || st.Assembled == 0 || st.SpliceOff) {
+					t.Errorf("splicing: %+v", st)
+				}
+				t.Logf("%+v", st)
+			})
+		}
 	}
 }
 

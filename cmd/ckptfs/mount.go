@@ -24,7 +24,7 @@ import (
 func init() {
 	register("mount", command{
 		summary: "mount every point of a chain, a folder of disks or a VM folder as raw disks, partitions and files; --rw writes through a new layer",
-		usage:   "SOURCE MOUNTPOINT [-f] [--rw [--layer-dir DIR] [--discard]] [--allow-other] [--direct-io] [--debug] [--log-file FILE] [--search-path DIR]... [--ignore-linkage]",
+		usage:   "SOURCE MOUNTPOINT [-f] [--rw [--layer-dir DIR] [--discard]] [--allow-other] [--direct-io] [--no-splice] [--debug] [--log-file FILE] [--search-path DIR]... [--ignore-linkage]",
 		run:     runMount,
 	})
 }
@@ -36,6 +36,7 @@ type mountFlags struct {
 	allowOther bool
 	debug      bool
 	directIO   bool
+	noSplice   bool
 	logFile    string
 	rw         bool
 	layerDir   string
@@ -49,6 +50,7 @@ func runMount(args []string, stdout, stderr io.Writer) error {
 	fl.BoolVarP(&mf.foreground, "foreground", "f", false, "stay in the foreground, logging to stderr, until unmounted or interrupted")
 	fl.BoolVar(&mf.allowOther, "allow-other", false, "let other users see the mount (non-root needs user_allow_other in /etc/fuse.conf)")
 	fl.BoolVar(&mf.debug, "debug", false, "log every FUSE operation (use with -f or --log-file)")
+	fl.BoolVar(&mf.noSplice, "no-splice", false, "copy file data through the daemon instead of splicing it to the kernel (slower; for comparisons)")
 	fl.BoolVar(&mf.directIO, "direct-io", false, "bypass the page cache: faster for one pass over a disk, much slower for repeated or small reads")
 	fl.StringVar(&mf.logFile, "log-file", "", "append the daemon's log to `FILE` (default: stderr with -f, discarded otherwise)")
 	fl.BoolVar(&mf.rw, "rw", false, "make SOURCE's point writable through a new differencing layer (SOURCE must be a .vhdx/.avhdx file)")
@@ -158,6 +160,7 @@ func serveMount(source, mnt string, mf mountFlags, ready func(error) error) (err
 		Writable:    mf.rw,
 		ReadAheadKB: fusefs.MaxRead >> 10,
 		DirectIO:    mf.directIO,
+		NoSplice:    mf.noSplice,
 	})
 	if err != nil {
 		return mountError(absMnt, mf, err)
