@@ -82,6 +82,11 @@ type Options struct {
 // 512 KiB, the largest that can be spliced through a default-sized pipe.
 const MaxRead = 512 << 10
 
+// ReadAhead is the read-ahead a mount asks for (Options.ReadAheadKB, as
+// root): four READs of MaxRead in flight keep the daemon busy while the
+// reader copies (measured: 512 KiB of read-ahead is ~10% slower).
+const ReadAhead = 4 * MaxRead
+
 // Server is a mounted tree.
 type Server struct {
 	srv     *fuse.Server
@@ -716,9 +721,6 @@ var _ = (gofs.FileReader)((*volFile)(nil))
 func (h *volFile) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	return readAt(h.x.t, fmt.Sprintf("%s inode %d", h.x.v.Type(), h.x.ino), h.f, h.f.Size(), dest, off)
 }
-
-// TODO(fs): alternate data streams (volume.FS.Streams/OpenStream) are not
-// shown yet; xattrs or a "file:stream" name are the candidates.
 
 // Alternate data streams (NTFS) are shown as extended attributes named
 // "user.<stream>", as ntfs-3g's streams_interface=xattr does. Linux limits

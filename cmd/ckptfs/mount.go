@@ -158,7 +158,7 @@ func serveMount(source, mnt string, mf mountFlags, ready func(error) error) (err
 		Debug:       mf.debug,
 		FsName:      source,
 		Writable:    mf.rw,
-		ReadAheadKB: fusefs.MaxRead >> 10,
+		ReadAheadKB: fusefs.ReadAhead >> 10,
 		DirectIO:    mf.directIO,
 		NoSplice:    mf.noSplice,
 	})
