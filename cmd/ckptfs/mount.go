@@ -177,7 +177,8 @@ func serveMount(source, mnt string, mf mountFlags, ready func(error) error) (err
 	for {
 		select {
 		case <-done:
-			logrus.Infof("%s unmounted", absMnt)
+			st := srv.ReadStats()
+			logrus.Infof("%s unmounted; READs of disk data: %d spliced from one file, %d assembled from several, %d copied", absMnt, st.FromFile, st.Assembled, st.Copied)
 			return nil
 		case s := <-sigs:
 			logrus.Infof("%v: unmounting %s", s, absMnt)
