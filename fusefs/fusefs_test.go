@@ -34,7 +34,7 @@ func mount(t *testing.T, root *checkpoint.Node, opts ...fusefs.Options) string {
 }
 
 // mountServer is mount, also returning the server.
-func mountServer(t *testing.T, root *checkpoint.Node, opts ...fusefs.Options) (string, *fusefs.Server) {
+func mountServer(t testing.TB, root *checkpoint.Node, opts ...fusefs.Options) (string, *fusefs.Server) {
 	t.Helper()
 	testutil.NeedFUSE(t)
 	dir := filepath.Join(t.TempDir(), "mnt")
