@@ -196,7 +196,7 @@ func (idx *dirIndex) node(vcn int64) ([]byte, int, error) {
 	}
 	fs := idx.fs
 	key := blockKey{idx.ino, vcn}
-	if buf, ok := fs.blocks.get(key); ok {
+	if buf, ok := fs.blocks.Get(key); ok {
 		return buf, 0x18, nil
 	}
 	buf := make([]byte, idx.blockSize)
@@ -209,7 +209,7 @@ func (idx *dirIndex) node(vcn int64) ([]byte, int, error) {
 	if got := int64(le64(buf[0x10:])); got != vcn {
 		return nil, 0, corruptf("inode %d: index block at VCN %d says it is VCN %d", idx.ino, vcn, got)
 	}
-	fs.blocks.put(key, buf)
+	fs.blocks.Add(key, buf, 1)
 	return buf, 0x18, nil
 }
 

@@ -29,7 +29,7 @@ const maxExtensionRecords = 1 << 16
 
 // inode returns the parsed base record num, from the cache if possible.
 func (fs *FS) inode(num uint64) (*inode, error) {
-	if n, ok := fs.inodes.get(num); ok {
+	if n, ok := fs.inodes.Get(num); ok {
 		return n, nil
 	}
 	if num >= fs.nrecords {
@@ -50,7 +50,7 @@ func (fs *FS) inode(num uint64) (*inode, error) {
 		return nil, err
 	}
 	n := &inode{num: num, seq: rec.seq, flags: rec.flags, attrs: attrs}
-	fs.inodes.put(num, n)
+	fs.inodes.Add(num, n, 1)
 	return n, nil
 }
 

@@ -41,6 +41,7 @@ import (
 	"slices"
 
 	"github.com/ckptfs/ckptfs/volume"
+	"github.com/ckptfs/ckptfs/volume/internal/lru"
 )
 
 // Well-known MFT record numbers.
@@ -75,9 +76,9 @@ type FS struct {
 	label    string
 	upcase   []uint16 // 65536 entries
 
-	inodes *lru[uint64, *inode]
-	blocks *lru[blockKey, []byte]
-	cus    *lru[cuKey, []byte]
+	inodes *lru.Cache[uint64, *inode]
+	blocks *lru.Cache[blockKey, []byte]
+	cus    *lru.Cache[cuKey, []byte]
 }
 
 var _ volume.FS = (*FS)(nil)
@@ -105,9 +106,9 @@ func Open(r io.ReaderAt, size int64) (*FS, error) {
 		return nil, fmt.Errorf("ntfs: reading boot sector: %w", err)
 	}
 	fs := &FS{
-		inodes: newLRU[uint64, *inode](inodeCacheSize),
-		blocks: newLRU[blockKey, []byte](blockCacheSize),
-		cus:    newLRU[cuKey, []byte](cuCacheSize),
+		inodes: lru.New[uint64, *inode](inodeCacheSize),
+		blocks: lru.New[blockKey, []byte](blockCacheSize),
+		cus:    lru.New[cuKey, []byte](cuCacheSize),
 	}
 	mftLCN, mirrLCN, err := fs.parseBoot(bs[:], size)
 	if err != nil {

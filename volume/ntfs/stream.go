@@ -274,7 +274,7 @@ func (s *stream) cuLayout(cu int64) ([]run, int64, error) {
 // cuData returns compression unit cu decompressed, from the cache if possible.
 func (s *stream) cuData(cu int64, segs []run, allocated int64) ([]byte, error) {
 	key := cuKey{s.ino, s.typ, s.name, cu}
-	if b, ok := s.fs.cus.get(key); ok {
+	if b, ok := s.fs.cus.Get(key); ok {
 		return b, nil
 	}
 	shift := s.fs.clusterShift
@@ -290,7 +290,7 @@ func (s *stream) cuData(cu int64, segs []run, allocated int64) ([]byte, error) {
 	if _, err := decompressLZNT1(dst, src); err != nil {
 		return nil, fmt.Errorf("ntfs: inode %d: compression unit %d: %w", s.ino, cu, err)
 	}
-	s.fs.cus.put(key, dst)
+	s.fs.cus.Add(key, dst, 1)
 	return dst, nil
 }
 

@@ -376,24 +376,6 @@ func TestFiletime(t *testing.T) {
 	}
 }
 
-func TestLRU(t *testing.T) {
-	c := newLRU[int, string](2)
-	c.put(1, "a")
-	c.put(2, "b")
-	c.get(1)
-	c.put(3, "c") // evicts 2
-	if _, ok := c.get(2); ok {
-		t.Error("2 not evicted")
-	}
-	if v, ok := c.get(1); !ok || v != "a" {
-		t.Error("1 evicted")
-	}
-	c.put(1, "z")
-	if v, _ := c.get(1); v != "z" {
-		t.Error("update lost")
-	}
-}
-
 // exercise runs every operation over a (possibly damaged) volume with
 // bounded work; it must never panic.
 func exercise(fsys *FS) {

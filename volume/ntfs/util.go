@@ -1,12 +1,10 @@
 package ntfs
 
 import (
-	"container/list"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -50,50 +48,6 @@ func (d *device) readFull(p []byte, off int64) error {
 		return badf("short read of %d bytes at offset %d (got %d)", len(p), off, n)
 	}
 	return fmt.Errorf("read at offset %d: %w", off, err)
-}
-
-// lru is a small mutex-protected least-recently-used cache.
-type lru[K comparable, V any] struct {
-	mu  sync.Mutex
-	max int
-	ll  *list.List // of *lruItem[K, V], front = most recent
-	m   map[K]*list.Element
-}
-
-type lruItem[K comparable, V any] struct {
-	k K
-	v V
-}
-
-func newLRU[K comparable, V any](max int) *lru[K, V] {
-	return &lru[K, V]{max: max, ll: list.New(), m: make(map[K]*list.Element)}
-}
-
-func (c *lru[K, V]) get(k K) (V, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e, ok := c.m[k]; ok {
-		c.ll.MoveToFront(e)
-		return e.Value.(*lruItem[K, V]).v, true
-	}
-	var zero V
-	return zero, false
-}
-
-func (c *lru[K, V]) put(k K, v V) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e, ok := c.m[k]; ok {
-		e.Value.(*lruItem[K, V]).v = v
-		c.ll.MoveToFront(e)
-		return
-	}
-	c.m[k] = c.ll.PushFront(&lruItem[K, V]{k, v})
-	for c.ll.Len() > c.max {
-		e := c.ll.Back()
-		c.ll.Remove(e)
-		delete(c.m, e.Value.(*lruItem[K, V]).k)
-	}
 }
 
 // filetime converts an NTFS timestamp (100 ns units since 1601-01-01 UTC).
