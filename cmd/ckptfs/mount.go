@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -115,6 +116,7 @@ func serveMount(source, mnt string, mf mountFlags, ready func(error) error) (err
 	if err != nil {
 		return err
 	}
+	runtime.GOMAXPROCS(serveProcs(os.Getenv("GOMAXPROCS"), runtime.GOMAXPROCS(0)))
 	start := time.Now()
 	opts := chain.Options{SearchPaths: mf.searchPaths, IgnoreLinkage: mf.ignoreLinkage}
 	trees := checkpoint.FileTreeOptions{FileSystems: probe.Open}
@@ -185,6 +187,23 @@ func serveMount(source, mnt string, mf mountFlags, ready func(error) error) (err
 			go unmountServer(srv)
 		}
 	}
+}
+
+// minServeProcs is the least GOMAXPROCS a mount daemon runs with. go-fuse
+// lets at most GOMAXPROCS goroutines wait for requests on /dev/fuse
+// (2 on a 2-CPU machine), so small reads from several threads queue behind
+// them: 4 makes random 4 KiB reads from 4 threads 20–30% faster on a
+// fresh mount of these 2-CPU machines, and sequential reads no slower
+// (scripts/bench).
+const minServeProcs = 4
+
+// serveProcs is the GOMAXPROCS a mount daemon runs with: at least
+// minServeProcs, unless the user set GOMAXPROCS (env) explicitly.
+func serveProcs(env string, cur int) int {
+	if env != "" {
+		return cur
+	}
+	return max(cur, minServeProcs)
 }
 
 // unmountServer unmounts srv; when files are still open it detaches the mount

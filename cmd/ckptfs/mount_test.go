@@ -384,3 +384,20 @@ func TestMountForegroundSignal(t *testing.T) {
 		}
 	}
 }
+
+func TestServeProcs(t *testing.T) {
+	for _, tc := range []struct {
+		env       string
+		cur, want int
+	}{
+		{"", 1, minServeProcs},
+		{"", 2, minServeProcs},
+		{"", 16, 16},
+		{"2", 2, 2}, // the user's GOMAXPROCS wins
+		{"1", 1, 1},
+	} {
+		if got := serveProcs(tc.env, tc.cur); got != tc.want {
+			t.Errorf("serveProcs(%q, %d) = %d, want %d", tc.env, tc.cur, got, tc.want)
+		}
+	}
+}
