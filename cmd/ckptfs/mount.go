@@ -192,9 +192,9 @@ func serveMount(source, mnt string, mf mountFlags, ready func(error) error) (err
 // minServeProcs is the least GOMAXPROCS a mount daemon runs with. go-fuse
 // lets at most GOMAXPROCS goroutines wait for requests on /dev/fuse
 // (2 on a 2-CPU machine), so small reads from several threads queue behind
-// them: 4 makes random 4 KiB reads from 4 threads 20–30% faster on a
-// fresh mount of these 2-CPU machines, and sequential reads no slower
-// (scripts/bench).
+// them. In alternating runs on these 2-CPU machines, 4 made random 4 KiB
+// reads from 4 threads on a fresh mount ~28% faster (median of 5 each) and
+// sequential reads no slower; scripts/bench's "rand" rows measure it.
 const minServeProcs = 4
 
 // serveProcs is the GOMAXPROCS a mount daemon runs with: at least
