@@ -1,7 +1,9 @@
 // Command pincache keeps files in the page cache while a benchmark runs:
 // it maps each file read-only, locks the mapping in memory (mlock(2), which
 // also reads every page in), creates the -ready file, and holds the pages
-// until it is killed or its standard input is closed.
+// until it gets SIGINT or SIGTERM, or its parent exits. (It does not watch
+// its standard input: scripts start it with </dev/null, whose end of file
+// would release the pages at once.)
 //
 // scripts/bench uses it so that "sources in the page cache" stays true
 // during a measurement: the VMs this project runs on reclaim page cache in
@@ -15,7 +17,6 @@ package main
 import (
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -29,6 +30,18 @@ func main() {
 	if flag.NArg() == 0 {
 		fmt.Fprintln(os.Stderr, "usage: pincache [-ready FILE] FILE...")
 		os.Exit(2)
+	}
+	// Ask for SIGTERM when the parent dies, so that a killed benchmark
+	// does not leave gigabytes locked; then see whether it already has.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	parent := os.Getppid()
+	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(syscall.SIGTERM), 0, 0, 0); err != nil {
+		fmt.Fprintln(os.Stderr, "pincache: prctl:", err)
+		os.Exit(1)
+	}
+	if os.Getppid() != parent {
+		os.Exit(1)
 	}
 	var total int64
 	for _, name := range flag.Args() {
@@ -45,14 +58,7 @@ func main() {
 			os.Exit(1)
 		}
 	}
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	eof := make(chan struct{})
-	go func() { _, _ = io.Copy(io.Discard, os.Stdin); close(eof) }()
-	select {
-	case <-sigs:
-	case <-eof:
-	}
+	<-sigs
 }
 
 // pin maps name and locks the mapping; the mapping stays until exit.
