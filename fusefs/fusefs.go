@@ -543,7 +543,7 @@ func readAt(t *tree, name string, r io.ReaderAt, size int64, dest []byte, off in
 		dest = dest[:rem]
 	}
 	if fm, ok := r.(checkpoint.FileMapper); ok {
-		if res := t.splicer.read(fm, off, len(dest)); res != nil {
+		if res := t.splicer.read(fm, off, dest); res != nil {
 			return res, 0
 		}
 	}

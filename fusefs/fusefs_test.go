@@ -217,18 +217,47 @@ func TestChainConcurrentReads(t *testing.T) {
 					t.Errorf("mount options: want %s on %s", maxRead, dir)
 				}
 				concurrentReads(t, dir, gen, contents, size)
+				smallReads(t, dir, gen, contents, size)
 				// Both zero-copy paths and the copying one were taken
 				// (the chain mixes all layers and zeros), or only the
-				// copying one when splicing is off.
+				// copying one when splicing is off. With direct I/O the
+				// small reads are small READs: some lie in one file and
+				// take the pread path.
 				st := srv.ReadStats()
-				if noSplice && (st.FromFile != 0 || st.Assembled != 0 || st.Copied == 0 || !st.SpliceOff) {
+				if noSplice && (st.FromFile != 0 || st.Assembled != 0 || st.Pread != 0 || st.Copied == 0 || !st.SpliceOff) {
 					t.Errorf("--no-splice: %+v", st)
 				}
 				if !noSplice && (st.FromFile == 0 || st.Assembled == 0 || st.SpliceOff) {
 					t.Errorf("splicing: %+v", st)
 				}
+				if !noSplice && direct && st.Pread == 0 {
+					t.Errorf("direct I/O, 4 KiB reads: no READ took the pread path: %+v", st)
+				}
 				t.Logf("%+v", st)
 			})
+		}
+	}
+}
+
+// smallReads reads 4 KiB (and 100 bytes, unaligned) at every 64 KiB of the
+// leaf and compares them with the model.
+func smallReads(t *testing.T, dir string, gen fusetest.Chain, contents [][]byte, size int64) {
+	t.Helper()
+	leaf := len(gen.Paths) - 1
+	name := strings.TrimSuffix(filepath.Base(gen.Paths[leaf]), filepath.Ext(gen.Paths[leaf]))
+	f, err := os.Open(filepath.Join(dir, name, "Disk.raw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 4096)
+	for off := int64(0); off < size; off += 64 << 10 {
+		for _, r := range []struct{ off, n int64 }{{off, 4096}, {off + 1000, 100}} {
+			want := contents[leaf][r.off:min(r.off+r.n, size)]
+			got, err := f.ReadAt(buf[:r.n], r.off)
+			if (err != nil && err != io.EOF) || !bytes.Equal(buf[:got], want) {
+				t.Fatalf("leaf: %d bytes at %d: got %d bytes (%v), differ", r.n, r.off, got, err)
+			}
 		}
 	}
 }

@@ -29,6 +29,12 @@ import (
 // reply is only built when its buffers surely fit in go-fuse's pipe (a
 // reply that did not fit would be sent short). Whatever cannot be spliced
 // is read through ReadAt and copied, as before.
+//
+// Splicing costs a fixed price per READ (two more system calls and a
+// pipe's bookkeeping) that only large READs earn back: a READ of at most
+// smallRead bytes that lie in one file is read from it with one pread
+// instead (measured with random 4 KiB reads from 4 threads on a fresh
+// mount: the daemon's CPU time per MB read dropped by a fifth or more).
 
 // splicer decides, per READ, whether and how to splice it.
 type splicer struct {
@@ -39,25 +45,31 @@ type splicer struct {
 	// reply header and a spare page.
 	max int
 	// What READs of FileMapper data became (ReadStats).
-	fromFile, assembled, copied atomic.Int64
+	fromFile, assembled, pread, copied atomic.Int64
 }
 
 // ReadStats counts how the mount answered READs of disk data (files whose
 // Data is a checkpoint.FileMapper).
 type ReadStats struct {
 	// FromFile READs were spliced from one layer file, Assembled ones
-	// from several files and zeros, Copied ones read through ReadAt.
-	FromFile, Assembled, Copied int64
+	// from several files and zeros; Pread ones, too small to gain from
+	// splicing, were read from one layer file with one pread; Copied ones
+	// were read through ReadAt.
+	FromFile, Assembled, Pread, Copied int64
 	// SpliceOff is true when splicing is off: asked for, or turned off
 	// after the kernel refused it.
 	SpliceOff bool
 }
 
 func (s *splicer) stats() ReadStats {
-	return ReadStats{FromFile: s.fromFile.Load(), Assembled: s.assembled.Load(), Copied: s.copied.Load(), SpliceOff: s.off.Load()}
+	return ReadStats{FromFile: s.fromFile.Load(), Assembled: s.assembled.Load(), Pread: s.pread.Load(), Copied: s.copied.Load(), SpliceOff: s.off.Load()}
 }
 
 const pageSize = 4096
+
+// smallRead is the largest READ from one file that is read with pread
+// rather than spliced.
+const smallRead = 32 << 10
 
 // pieceSlices recycles the piece lists of assembled READs.
 var pieceSlices = sync.Pool{New: func() any { s := make([]chain.Piece, 0, 32); return &s }}
@@ -76,17 +88,19 @@ func newSplicer(disabled bool) *splicer {
 	return s
 }
 
-// read returns a READ result of n bytes at off of fm spliced from files,
-// or nil when the range must be copied instead.
-func (s *splicer) read(fm checkpoint.FileMapper, off int64, n int) fuse.ReadResult {
-	r := s.try(fm, off, n)
+// read returns a READ result of the len(dest) bytes at off of fm spliced
+// from files (or, for a small READ from one file, read into dest with
+// pread), or nil when the range must be copied through ReadAt instead.
+func (s *splicer) read(fm checkpoint.FileMapper, off int64, dest []byte) fuse.ReadResult {
+	r := s.try(fm, off, dest)
 	if r == nil {
 		s.copied.Add(1)
 	}
 	return r
 }
 
-func (s *splicer) try(fm checkpoint.FileMapper, off int64, n int) fuse.ReadResult {
+func (s *splicer) try(fm checkpoint.FileMapper, off int64, dest []byte) fuse.ReadResult {
+	n := len(dest)
 	if s.off.Load() || n <= 0 || n > s.max {
 		return nil
 	}
@@ -98,6 +112,16 @@ func (s *splicer) try(fm checkpoint.FileMapper, off int64, n int) fuse.ReadResul
 		return nil
 	}
 	if len(ps) == 1 && ps[0].File != nil {
+		if n <= smallRead {
+			// Short only at a file's end, which Pieces never
+			// reaches: ReadAt then says what is wrong.
+			if m, _ := ps[0].File.ReadAt(dest, ps[0].Offset); m != n {
+				return nil
+			}
+			s.pread.Add(1)
+			// A vector result is written with writev, never spliced.
+			return fuse.ReadResultVector([][]byte{dest})
+		}
 		s.fromFile.Add(1)
 		return fuse.ReadResultFd(ps[0].File.Fd(), ps[0].Offset, n)
 	}

@@ -180,7 +180,7 @@ func serveMount(source, mnt string, mf mountFlags, ready func(error) error) (err
 		select {
 		case <-done:
 			st := srv.ReadStats()
-			logrus.Infof("%s unmounted; READs of disk data: %d spliced from one file, %d assembled from several, %d copied", absMnt, st.FromFile, st.Assembled, st.Copied)
+			logrus.Infof("%s unmounted; READs of disk data: %d spliced from one file, %d assembled from several, %d small ones read with pread, %d copied", absMnt, st.FromFile, st.Assembled, st.Pread, st.Copied)
 			return nil
 		case s := <-sigs:
 			logrus.Infof("%v: unmounting %s", s, absMnt)
