@@ -113,8 +113,8 @@ func (s *splicer) try(fm checkpoint.FileMapper, off int64, dest []byte) fuse.Rea
 	}
 	if len(ps) == 1 && ps[0].File != nil {
 		if n <= smallRead {
-			// Short only at a file's end, which Pieces never
-			// reaches: ReadAt then says what is wrong.
+			// Short only if the layer file shrank under us: the
+			// copying path then reports the error.
 			if m, _ := ps[0].File.ReadAt(dest, ps[0].Offset); m != n {
 				return nil
 			}
