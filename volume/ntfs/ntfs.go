@@ -59,6 +59,11 @@ const (
 	inodeCacheSize = 4096
 	blockCacheSize = 512
 	cuCacheSize    = 32
+	// The MFT is read in chunks of mftChunkSize bytes, and the last
+	// mftChunkCacheSize of them kept: a walk of a folder meets its files'
+	// records next to each other, so one read serves dozens of them.
+	mftChunkSize      = 32 << 10
+	mftChunkCacheSize = 256
 )
 
 // FS is an open NTFS volume. It implements volume.FS.
@@ -76,9 +81,10 @@ type FS struct {
 	label    string
 	upcase   []uint16 // 65536 entries
 
-	inodes *lru.Cache[uint64, *inode]
-	blocks *lru.Cache[blockKey, []byte]
-	cus    *lru.Cache[cuKey, []byte]
+	inodes    *lru.Cache[uint64, *inode]
+	blocks    *lru.Cache[blockKey, []byte]
+	cus       *lru.Cache[cuKey, []byte]
+	mftChunks *lru.Cache[int64, []byte]
 }
 
 var _ volume.FS = (*FS)(nil)
@@ -106,9 +112,10 @@ func Open(r io.ReaderAt, size int64) (*FS, error) {
 		return nil, fmt.Errorf("ntfs: reading boot sector: %w", err)
 	}
 	fs := &FS{
-		inodes: lru.New[uint64, *inode](inodeCacheSize),
-		blocks: lru.New[blockKey, []byte](blockCacheSize),
-		cus:    lru.New[cuKey, []byte](cuCacheSize),
+		inodes:    lru.New[uint64, *inode](inodeCacheSize),
+		blocks:    lru.New[blockKey, []byte](blockCacheSize),
+		cus:       lru.New[cuKey, []byte](cuCacheSize),
+		mftChunks: lru.New[int64, []byte](mftChunkCacheSize),
 	}
 	mftLCN, mirrLCN, err := fs.parseBoot(bs[:], size)
 	if err != nil {
@@ -305,13 +312,38 @@ func (fs *FS) readRecordFrom(s *stream, num uint64) (*record, error) {
 		return nil, fmt.Errorf("ntfs: MFT record %d beyond end of MFT: %w", num, volume.ErrNotFound)
 	}
 	buf := make([]byte, fs.recordSize)
-	if err := s.fill(buf, int64(num)*fs.recordSize); err != nil {
+	if err := fs.readMFT(s, buf, int64(num)*fs.recordSize); err != nil {
 		return nil, fmt.Errorf("ntfs: MFT record %d: %w", num, err)
 	}
 	if le32(buf) == 0 {
 		return nil, fmt.Errorf("ntfs: MFT record %d never used: %w", num, volume.ErrNotFound)
 	}
 	return parseRecord(buf, num, fs.sectorSize)
+}
+
+// readMFT fills buf (one record) from offset off of the MFT stream s,
+// through the chunk cache when s is the volume's MFT.
+func (fs *FS) readMFT(s *stream, buf []byte, off int64) error {
+	if s != fs.mft || mftChunkSize%fs.recordSize != 0 {
+		return s.fill(buf, off)
+	}
+	c := off / mftChunkSize
+	chunk, ok := fs.mftChunks.Get(c)
+	if !ok {
+		start := c * mftChunkSize
+		chunk = make([]byte, min(mftChunkSize, s.size-start))
+		if err := s.fill(chunk, start); err != nil {
+			// A damaged part of the MFT: read just this record, so
+			// that its neighbours stay readable.
+			return s.fill(buf, off)
+		}
+		fs.mftChunks.Add(c, chunk, 1)
+	}
+	if in := off - c*mftChunkSize; in+int64(len(buf)) <= int64(len(chunk)) {
+		copy(buf, chunk[in:])
+		return nil
+	}
+	return s.fill(buf, off)
 }
 
 // Type returns "ntfs".
