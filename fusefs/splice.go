@@ -1,11 +1,15 @@
 package fusefs
 
 import (
+	"errors"
+	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
+	"unsafe"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
-	"github.com/hanwen/go-fuse/v2/splice"
+	"golang.org/x/sys/unix"
 
 	"github.com/ckptfs/ckptfs/chain"
 	"github.com/ckptfs/ckptfs/checkpoint"
@@ -14,36 +18,31 @@ import (
 // Zero-copy reads.
 //
 // A READ of bytes that lie unchanged in open files (checkpoint.FileMapper)
-// is answered without the daemon touching the bytes: they are spliced from
-// the layer files' page cache into a pipe and from the pipe into
-// /dev/fuse, so the kernel copies them once (into the reader's pages)
-// instead of twice (into the daemon's buffer, then out of it). A READ
-// whose bytes all sit in one file is handed to go-fuse as a file range
-// (fuse.ReadResultFd); one assembled from several files and zeros is
-// built in a pipe of our own (fuse.ReadResultPipe).
+// is answered without the daemon touching the bytes: the reply header is
+// written into a pipe of the reader's own, the bytes are spliced from the
+// layer files' page cache into the pipe behind it (zeros are written), and
+// the whole reply is spliced from the pipe into /dev/fuse, so the kernel
+// copies the bytes once (into the reader's pages) instead of twice (into
+// the daemon's buffer, then out of it).
 //
-// go-fuse moves the reply through a second pipe of header + payload + one
-// page, so a READ can only be spliced when that fits in
-// /proc/sys/fs/pipe-max-size (1 MiB by default): MaxRead is 512 KiB for
-// that reason. Every pipe buffer is one slot of the pipe; an assembled
-// reply is only built when its buffers surely fit in go-fuse's pipe (a
-// reply that did not fit would be sent short). Whatever cannot be spliced
-// is read through ReadAt and copied, as before.
+// Every pipe buffer is one slot of the pipe, and the reply must fit in the
+// pipe whole: a READ is spliced only when its slots (one for the header,
+// one per page of file touched or of zeros written) fit in the pipe
+// (pipeBytes: 1 MiB, the default /proc/sys/fs/pipe-max-size, holds a
+// MaxRead reply). Whatever cannot be spliced is read through ReadAt and
+// copied.
 //
-// Splicing costs a fixed price per READ (two more system calls and a
-// pipe's bookkeeping) that only large READs earn back: a READ of at most
-// smallRead bytes that lie in one file is read from it with one pread
-// instead (measured with random 4 KiB reads from 4 threads on a fresh
-// mount: the daemon's CPU time per MB read dropped by a fifth or more).
+// Splicing costs a fixed price per READ (two more system calls) that only
+// large READs earn back: a READ of at most smallRead bytes that lie in one
+// file is read from it with one pread instead (measured with random 4 KiB
+// reads from 4 threads on a fresh mount: the daemon's CPU time per MB read
+// dropped by a fifth or more).
 
 // splicer decides, per READ, whether and how to splice it.
 type splicer struct {
 	// off disables splicing for the mount (Options.NoSplice, or the
-	// kernel refused a pipe: see logWriter).
+	// kernel refused a splice).
 	off atomic.Bool
-	// max is the largest READ spliced: what fits in a pipe beside the
-	// reply header and a spare page.
-	max int
 	// What READs of FileMapper data became (ReadStats).
 	fromFile, assembled, pread, copied atomic.Int64
 }
@@ -67,9 +66,16 @@ func (s *splicer) stats() ReadStats {
 
 const pageSize = 4096
 
+// pipeBytes is the size asked for the pipes replies are spliced through.
+const pipeBytes = 1 << 20
+
 // smallRead is the largest READ from one file that is read with pread
 // rather than spliced.
 const smallRead = 32 << 10
+
+// maxPieces bounds the pieces of an assembled READ: each costs a splice
+// call, and many small ones are better copied.
+const maxPieces = 64
 
 // pieceSlices recycles the piece lists of assembled READs.
 var pieceSlices = sync.Pool{New: func() any { s := make([]chain.Piece, 0, 32); return &s }}
@@ -78,63 +84,65 @@ var pieceSlices = sync.Pool{New: func() any { s := make([]chain.Piece, 0, 32); r
 // written.
 var zeros = make([]byte, MaxRead)
 
-// maxPieces bounds the pieces of an assembled READ: each costs a splice
-// call, and many small ones are better copied.
-const maxPieces = 64
-
 func newSplicer(disabled bool) *splicer {
-	s := &splicer{max: min(MaxRead, splice.MaxPipeSize()-2*pageSize)}
-	s.off.Store(disabled || !splice.Resizable() || s.max <= 0)
+	s := &splicer{}
+	s.off.Store(disabled)
 	return s
 }
 
-// read returns a READ result of the len(dest) bytes at off of fm spliced
-// from files (or, for a small READ from one file, read into dest with
-// pread), or nil when the range must be copied through ReadAt instead.
-func (s *splicer) read(fm checkpoint.FileMapper, off int64, dest []byte) fuse.ReadResult {
-	r := s.try(fm, off, dest)
-	if r == nil {
-		s.copied.Add(1)
-	}
-	return r
+// readResult is how a READ is answered: with bytes (in the reader's reply
+// buffer), or spliced from one file range, or assembled from pieces.
+type readResult struct {
+	data   []byte
+	file   *os.File
+	off    int64
+	pieces *[]chain.Piece // from pieceSlices; returned by done
+	n      int
 }
 
-func (s *splicer) try(fm checkpoint.FileMapper, off int64, dest []byte) fuse.ReadResult {
+// done returns what the result borrowed.
+func (r *readResult) done() {
+	if r.pieces != nil {
+		pieceSlices.Put(r.pieces)
+		r.pieces = nil
+	}
+}
+
+// plan decides how to answer a READ of len(dest) bytes at off of fm:
+// spliced from one file or from pieces, or (small READs from one file)
+// read into dest with pread. ok is false when the range must be copied
+// through ReadAt instead.
+func (s *splicer) plan(fm checkpoint.FileMapper, off int64, dest []byte) (res readResult, ok bool) {
 	n := len(dest)
-	if s.off.Load() || n <= 0 || n > s.max {
-		return nil
+	if s.off.Load() || n <= 0 || n > MaxRead {
+		return res, false
 	}
 	pp := pieceSlices.Get().(*[]chain.Piece)
-	defer pieceSlices.Put(pp)
-	ps, ok := fm.Pieces(off, int64(n), (*pp)[:0])
+	ps, found := fm.Pieces(off, int64(n), (*pp)[:0])
 	*pp = ps
-	if !ok || len(ps) == 0 || len(ps) > maxPieces {
-		return nil
+	if !found || len(ps) == 0 {
+		pieceSlices.Put(pp)
+		return res, false
 	}
 	if len(ps) == 1 && ps[0].File != nil {
+		f, foff := ps[0].File, ps[0].Offset
+		pieceSlices.Put(pp)
 		if n <= smallRead {
 			// Short only if the layer file shrank under us: the
 			// copying path then reports the error.
-			if m, _ := ps[0].File.ReadAt(dest, ps[0].Offset); m != n {
-				return nil
+			if m, _ := f.ReadAt(dest, foff); m != n {
+				return res, false
 			}
 			s.pread.Add(1)
-			// A vector result is written with writev, never spliced.
-			return fuse.ReadResultVector([][]byte{dest})
+			return readResult{data: dest, n: n}, true
 		}
-		s.fromFile.Add(1)
-		return fuse.ReadResultFd(ps[0].File.Fd(), ps[0].Offset, n)
+		return readResult{file: f, off: foff, n: n}, true
 	}
-	// go-fuse's pipe holds at least roundup_pow2(header + n + page)
-	// bytes; the header takes one slot, each of our buffers one more.
-	if slotsFor(ps) > pipeSlots(16+n+pageSize)-2 {
-		return nil
+	if len(ps) > maxPieces || 1+slotsFor(ps) > pipeBytes/pageSize {
+		pieceSlices.Put(pp)
+		return res, false
 	}
-	r := assemble(ps, n)
-	if r != nil {
-		s.assembled.Add(1)
-	}
-	return r
+	return readResult{pieces: pp, n: n}, true
 }
 
 // slotsFor is an upper bound on the pipe buffers the pieces make: one per
@@ -151,52 +159,108 @@ func slotsFor(ps []chain.Piece) int {
 	return slots
 }
 
-// pipeSlots is how many page slots a pipe asked for size bytes has: the
-// kernel rounds the size up to a power of two pages.
-func pipeSlots(size int) int {
-	pages := (size + pageSize - 1) / pageSize
-	slots := 1
-	for slots < pages {
-		slots *= 2
+// pipe is a pipe replies are built in.
+type pipe struct{ r, w int }
+
+func newPipe() (*pipe, error) {
+	var fds [2]int
+	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC); err != nil {
+		return nil, err
 	}
-	return slots
+	p := &pipe{r: fds[0], w: fds[1]}
+	if size, err := unix.FcntlInt(uintptr(p.w), unix.F_SETPIPE_SZ, pipeBytes); err != nil || size < pipeBytes {
+		p.close()
+		if err == nil {
+			err = errors.New("pipe too small")
+		}
+		return nil, err
+	}
+	return p, nil
 }
 
-// assemble builds the n bytes of ps in a pipe. It returns nil, leaving
-// nothing behind, when any step falls short.
-func assemble(ps []chain.Piece, n int) fuse.ReadResult {
-	pair, err := splice.Get()
-	if err != nil {
-		return nil
-	}
-	if err := pair.Grow(n + pageSize); err != nil {
-		splice.Done(pair)
-		return nil
-	}
-	for _, p := range ps {
-		if !fill(pair, p) {
-			splice.Done(pair) // empties the pipe
-			return nil
-		}
-	}
-	return fuse.ReadResultPipe(pair, n)
+func (p *pipe) close() {
+	unix.Close(p.r)
+	unix.Close(p.w)
 }
 
-// fill puts the bytes of p into the pipe. The pipe is non-blocking: a full
-// pipe stops it instead of blocking.
-func fill(pair *splice.Pair, p chain.Piece) bool {
-	for done := int64(0); done < p.Length; {
-		var m int
-		var err error
-		if p.File != nil {
-			m, err = pair.LoadFromAt(p.File.Fd(), int(p.Length-done), p.Offset+done)
-		} else {
-			m, err = pair.Write(zeros[:p.Length-done])
+// spliceReply answers READ h with the n bytes res describes, spliced
+// through the reader's pipe. It returns false, having sent nothing, when
+// a step falls short (the caller then copies).
+func (rd *replier) spliceReply(h *fuse.InHeader, res *readResult) bool {
+	if rd.pipe == nil {
+		p, err := newPipe()
+		if err != nil {
+			if !rd.s.fs.splicer.off.Swap(true) {
+				rd.s.log.Warnf("cannot make a pipe to splice file data (%v); copying reads from now on", err)
+			}
+			return false
 		}
+		rd.pipe = p
+	}
+	p := rd.pipe
+	var hdr [outHeaderSize]byte
+	oh := (*fuse.OutHeader)(unsafe.Pointer(&hdr[0]))
+	oh.Length = uint32(outHeaderSize + res.n)
+	oh.Unique = h.Unique
+	ok := writeAll(p.w, hdr[:])
+	if ok && res.file != nil {
+		ok = spliceIn(p.w, res.file, res.off, res.n)
+	} else if ok {
+		for _, pc := range *res.pieces {
+			if pc.File != nil {
+				ok = spliceIn(p.w, pc.File, pc.Offset, int(pc.Length))
+			} else {
+				ok = writeAll(p.w, zeros[:pc.Length])
+			}
+			if !ok {
+				break
+			}
+		}
+	}
+	if !ok {
+		// Whatever went into the pipe goes with it.
+		p.close()
+		rd.pipe = nil
+		return false
+	}
+	m, err := unix.Splice(p.r, nil, rd.s.fd, nil, outHeaderSize+res.n, unix.SPLICE_F_MOVE)
+	if err != nil || m != int64(outHeaderSize+res.n) {
+		p.close()
+		rd.pipe = nil
+		if err != nil && !errors.Is(err, syscall.ENOENT) && !errors.Is(err, syscall.ENODEV) {
+			// The kernel refused: the reply was not sent; never again.
+			if !rd.s.fs.splicer.off.Swap(true) {
+				rd.s.log.Warnf("splicing file data to the kernel failed (%v); copying reads from now on", err)
+			}
+			return false
+		}
+		// The request is gone (interrupted or unmounted): nothing to send.
+		return true
+	}
+	return true
+}
+
+// spliceIn moves n bytes at off of f into the pipe's write end.
+func spliceIn(w int, f *os.File, off int64, n int) bool {
+	fd := int(f.Fd())
+	for n > 0 {
+		m, err := unix.Splice(fd, &off, w, nil, n, unix.SPLICE_F_MOVE)
 		if err != nil || m <= 0 {
 			return false
 		}
-		done += int64(m)
+		n -= int(m)
+	}
+	return true
+}
+
+// writeAll writes b to fd.
+func writeAll(fd int, b []byte) bool {
+	for len(b) > 0 {
+		m, err := unix.Write(fd, b)
+		if err != nil || m <= 0 {
+			return false
+		}
+		b = b[m:]
 	}
 	return true
 }

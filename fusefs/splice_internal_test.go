@@ -7,26 +7,10 @@ import (
 	"github.com/ckptfs/ckptfs/chain"
 )
 
-// TestPipeSlots checks the pipe capacity arithmetic that keeps an
-// assembled READ from being sent short.
+// TestPipeSlots checks the pipe capacity arithmetic that keeps a spliced
+// READ reply from being sent short.
 func TestPipeSlots(t *testing.T) {
 	f := new(os.File) // never read: only its presence matters
-	cases := []struct {
-		name  string
-		size  int // pipe size asked for
-		slots int
-	}{
-		{"one byte", 1, 1},
-		{"one page", pageSize, 1},
-		{"a page and a byte", pageSize + 1, 2},
-		{"512 KiB READ reply", 16 + 512<<10 + pageSize, 256},
-		{"64 KiB READ reply", 16 + 64<<10 + pageSize, 32},
-	}
-	for _, c := range cases {
-		if got := pipeSlots(c.size); got != c.slots {
-			t.Errorf("%s: pipeSlots(%d) = %d, want %d", c.name, c.size, got, c.slots)
-		}
-	}
 	pieces := []struct {
 		name  string
 		ps    []chain.Piece
@@ -42,17 +26,18 @@ func TestPipeSlots(t *testing.T) {
 			t.Errorf("%s: slotsFor = %d, want %d", c.name, got, c.slots)
 		}
 	}
-	// A whole 512 KiB READ of page-aligned pieces fits; 256 sector-sized
-	// pieces do not (they are copied instead).
-	aligned := []chain.Piece{{File: f, Offset: 0, Length: 256 << 10}, {File: f, Offset: 1 << 20, Length: 256 << 10}}
-	if slotsFor(aligned) > pipeSlots(16+512<<10+pageSize)-2 {
-		t.Errorf("two aligned 256 KiB pieces (%d slots) do not fit", slotsFor(aligned))
+	// A whole MaxRead READ of page-aligned pieces fits beside the reply
+	// header; 256 sector-sized pieces do not (they are copied instead).
+	slots := pipeBytes / pageSize
+	aligned := []chain.Piece{{File: f, Offset: 0, Length: MaxRead / 2}, {File: f, Offset: 1 << 20, Length: MaxRead / 2}}
+	if 1+slotsFor(aligned) > slots {
+		t.Errorf("two aligned %d KiB pieces (%d slots) do not fit %d slots", MaxRead>>11, slotsFor(aligned), slots)
 	}
 	var tiny []chain.Piece
 	for i := 0; i < 256; i++ {
 		tiny = append(tiny, chain.Piece{File: f, Offset: int64(i) * 1024, Length: 512})
 	}
-	if slotsFor(tiny) <= pipeSlots(16+128<<10+pageSize)-2 {
-		t.Errorf("256 pieces of 512 bytes (%d slots) fit a 128 KiB READ's pipe", slotsFor(tiny))
+	if 1+slotsFor(tiny) <= slots {
+		t.Errorf("256 pieces of 512 bytes (%d slots) fit the pipe", slotsFor(tiny))
 	}
 }

@@ -117,6 +117,7 @@ func serveMount(source, mnt string, mf mountFlags, ready func(error) error) (err
 		return err
 	}
 	runtime.GOMAXPROCS(serveProcs(os.Getenv("GOMAXPROCS"), runtime.GOMAXPROCS(0)))
+	startProfiles()
 	start := time.Now()
 	opts := chain.Options{SearchPaths: mf.searchPaths, IgnoreLinkage: mf.ignoreLinkage}
 	trees := checkpoint.FileTreeOptions{FileSystems: probe.Open}
@@ -163,6 +164,8 @@ func serveMount(source, mnt string, mf mountFlags, ready func(error) error) (err
 		ReadAheadKB: fusefs.ReadAhead >> 10,
 		DirectIO:    mf.directIO,
 		NoSplice:    mf.noSplice,
+		Log:         logrus.StandardLogger(),
+		ReaddirPlus: readdirPlusMode(os.Getenv("CKPTFS_READDIRPLUS")),
 	})
 	if err != nil {
 		return mountError(absMnt, mf, err)
@@ -181,6 +184,7 @@ func serveMount(source, mnt string, mf mountFlags, ready func(error) error) (err
 		case <-done:
 			st := srv.ReadStats()
 			logrus.Infof("%s unmounted; READs of disk data: %d spliced from one file, %d assembled from several, %d small ones read with pread, %d copied", absMnt, st.FromFile, st.Assembled, st.Pread, st.Copied)
+			writeProfiles()
 			return nil
 		case s := <-sigs:
 			logrus.Infof("%v: unmounting %s", s, absMnt)
@@ -189,13 +193,13 @@ func serveMount(source, mnt string, mf mountFlags, ready func(error) error) (err
 	}
 }
 
-// minServeProcs is the least GOMAXPROCS a mount daemon runs with. go-fuse
-// lets at most GOMAXPROCS goroutines wait for requests on /dev/fuse
-// (2 on a 2-CPU machine), so small reads from several threads queue behind
-// them. In alternating runs on these 2-CPU machines, 4 made random 4 KiB
-// reads from 4 threads on a fresh mount ~28% faster (median of 5 each) and
-// sequential reads no slower; scripts/bench's "rand" rows measure it.
-const minServeProcs = 4
+// minServeProcs is the least GOMAXPROCS a mount daemon runs with: two
+// more than the goroutines that wait for requests on /dev/fuse
+// (fusefs.DefaultReaders), so that a reader blocked in read keeps its P
+// and the Go runtime neither takes it away nor wakes threads to find
+// another (measured with tracepoints on the daemon: context switches per
+// request fall by a third; see docs/mount.md).
+const minServeProcs = fusefs.DefaultReaders + 2
 
 // serveProcs is the GOMAXPROCS a mount daemon runs with: at least
 // minServeProcs, unless the user set GOMAXPROCS (env) explicitly.
@@ -315,4 +319,16 @@ func mountError(mnt string, mf mountFlags, err error) error {
 		return fmt.Errorf("%w; FUSE is not available here (modprobe fuse, or give the container /dev/fuse)", err)
 	}
 	return err
+}
+
+// readdirPlusMode reads the READDIRPLUS policy from CKPTFS_READDIRPLUS
+// (always, auto or off; for measurements).
+func readdirPlusMode(s string) fusefs.ReaddirPlusMode {
+	switch s {
+	case "auto":
+		return fusefs.ReaddirPlusAuto
+	case "off":
+		return fusefs.ReaddirPlusOff
+	}
+	return fusefs.ReaddirPlusAlways
 }
