@@ -17,9 +17,11 @@
 // sectors. The layouts are those of lvm2's lib/label/label.h (label header)
 // and lib/format_text/layout.h (PV header, metadata area header, raw
 // locations); lib/misc/crc.c defines the checksum; the text syntax is
-// lvm2's configuration syntax (libdm/libdm-config.c) and the VG description
-// it carries is written by lib/format_text/export.c and read by
-// lib/format_text/import_vsn1.c.
+// lvm2's configuration syntax (device_mapper/libdm-config.c) and the VG
+// description it carries is written by lib/format_text/export.c and read
+// by lib/format_text/import_vsn1.c. "pvck --dump headers" and
+// "pvck --dump metadata_all" print these structures as the tools see them
+// (the tests compare against both).
 //
 // Label header. One of the first four 512-byte sectors of a PV (normally
 // sector 1) starts with a 32-byte label header: id "LABELONE" (8 bytes),
@@ -33,8 +35,8 @@
 // device_size_xl (u64), then two lists of disk locations (u64 offset, u64
 // size), each ended by an entry whose offset is zero: first the data areas
 // (one, at the first physical extent, normally with size 0 meaning "to the
-// end of the device"), then the metadata areas (zero, one or two). Format
-// versions since lvm2 2.02.117 append a PV header extension: version (u32),
+// end of the device"), then the metadata areas (zero, one or two). Newer
+// lvm2 versions append a PV header extension: version (u32, 2 today),
 // flags (u32, bit 0 = PV in use by a VG) and a third list, the bootloader
 // areas. An extension version of 0 means there is none.
 //
