@@ -51,7 +51,7 @@ func TestToolsOneDisk(t *testing.T) {
 	t.Parallel()
 	e := newLVMEnv(t)
 	testutil.Need(t, "mkfs.ext4")
-	d := e.addDisk(64<<20, 0, 0)
+	d := e.addDisk(32<<20, 0, 0)
 	e.vgcreate("ckone", []string{"-s", "1m"}, d)
 	e.lvcreate("-n", "single", "-L", "3m", "ckone")
 	// Interleave a and b, and put b's last segment in a hole before its
@@ -129,7 +129,7 @@ func TestToolsOneDisk(t *testing.T) {
 func TestToolsTwoDisks(t *testing.T) {
 	t.Parallel()
 	e := newLVMEnv(t)
-	d0, d1 := e.addDisk(48<<20, 0, 0), e.addDisk(48<<20, 0, 0)
+	d0, d1 := e.addDisk(24<<20, 0, 0), e.addDisk(24<<20, 0, 0)
 	e.vgcreate("cktwo", []string{"-s", "1m"}, d0, d1)
 	e.lvcreate("-n", "only0", "-L", "3m", "cktwo", d0.loop)
 	e.lvcreate("-n", "span", "-L", "5m", "cktwo", d0.loop)
@@ -183,7 +183,7 @@ func TestToolsTwoDisks(t *testing.T) {
 func TestToolsGPTPartition(t *testing.T) {
 	t.Parallel()
 	e := newLVMEnv(t)
-	d := e.addDisk(48<<20, 1<<20, 40<<20)
+	d := e.addDisk(24<<20, 1<<20, 20<<20)
 	e.vgcreate("ckpart", []string{"-s", "1m"}, d)
 	e.lvcreate("-n", "data", "-L", "10m", "ckpart")
 	v := e.view("ckpart")
@@ -199,8 +199,8 @@ func TestToolsGPTPartition(t *testing.T) {
 	if Probe(f) {
 		t.Fatal("Probe of the whole GPT disk is true")
 	}
-	parts, err := partition.Read(f, 48<<20, 512)
-	if err != nil || len(parts) != 1 || parts[0].Start != 1<<20 || parts[0].Size != 40<<20 {
+	parts, err := partition.Read(f, 24<<20, 512)
+	if err != nil || len(parts) != 1 || parts[0].Start != 1<<20 || parts[0].Size != 20<<20 {
 		t.Fatalf("partitions %+v, %v", parts, err)
 	}
 	sec := io.NewSectionReader(f, parts[0].Start, parts[0].Size)
@@ -296,7 +296,7 @@ func visibleNames(vg *VG) []string {
 func TestToolsMetadataWrap(t *testing.T) {
 	t.Parallel()
 	e := newLVMEnv(t)
-	d := e.addDisk(32<<20, 0, 0)
+	d := e.addDisk(16<<20, 0, 0)
 	e.run("pvcreate", "-y", "--metadatasize", "32k", "--dataalignment", "64k", d.loop)
 	e.vgcreate("ckwrap", []string{"-s", "1m"}, d)
 	h := e.pvckHeaders(d)
@@ -402,7 +402,7 @@ func TestToolsMetadataWrap(t *testing.T) {
 func TestToolsTwoMetadataCopies(t *testing.T) {
 	t.Parallel()
 	e := newLVMEnv(t)
-	d := e.addDisk(32<<20, 0, 0)
+	d := e.addDisk(16<<20, 0, 0)
 	e.run("pvcreate", "-y", "--pvmetadatacopies", "2", d.loop)
 	e.vgcreate("ckcopies", []string{"-s", "1m"}, d)
 	e.lvcreate("-n", "lv", "-L", "4m", "ckcopies")
@@ -468,7 +468,7 @@ func (e *lvmEnv) restoreLVs(vg, lvs string) {
 func TestToolsOtherTypes(t *testing.T) {
 	t.Parallel()
 	e := newLVMEnv(t)
-	d0, d1 := e.addDisk(40<<20, 0, 0), e.addDisk(40<<20, 0, 0)
+	d0, d1 := e.addDisk(24<<20, 0, 0), e.addDisk(24<<20, 0, 0)
 	e.vgcreate("ckother", []string{"-s", "1m"}, d0, d1)
 	id := func(c byte) string { return formatID(bytes.Repeat([]byte{c}, idLen)) }
 	lvs := lvSection("origin", id('a'), true, linSeg(0, 4, "pv0", 0)) +
