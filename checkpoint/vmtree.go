@@ -19,7 +19,7 @@ type View struct {
 func (v *View) Close() error { return v.close() }
 
 // OpenView computes the tree a mount of path shows:
-//   - a .vhdx/.avhdx file, or a folder of disks without Hyper-V
+//   - a disk file, or a folder of disks without Hyper-V
 //     configurations: one folder per chain point (BuildFileTree);
 //   - a folder with configurations (an exported VM, a host's VM folder):
 //     one folder per checkpoint named as Hyper-V names it (BuildVMTree),
