@@ -105,6 +105,20 @@ func buildVHD(t testing.TB, dir string, s vhdSpec) builtVHD {
 	return b
 }
 
+// openVHD builds a chain in a new folder, checks at cleanup that its files
+// were not written, and opens it (closed at cleanup).
+func openVHD(t *testing.T, s vhdSpec) (builtVHD, *Chain) {
+	t.Helper()
+	b := buildVHD(t, t.TempDir(), s)
+	testutil.Unchanged(t, b.paths...)
+	c, err := Open(b.leaf(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return b, c
+}
+
 func sum256(b []byte) string { return fmt.Sprintf("%x", sha256.Sum256(b)) }
 
 // vhdimountSHA256 hashes the disk of a vhdimount image read in aligned
@@ -141,13 +155,7 @@ func TestVHDChainModel(t *testing.T) {
 	for i, s := range specs {
 		t.Run(fmt.Sprintf("%dx%d", s.layers, s.childBlock), func(t *testing.T) {
 			s.seed = int64(200 + i)
-			b := buildVHD(t, t.TempDir(), s)
-			testutil.Unchanged(t, b.paths...)
-			c, err := Open(b.leaf(), Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
+			b, c := openVHD(t, s)
 			if c.Depth() != s.layers || c.Leaf().Format() != "VHD" {
 				t.Fatalf("depth %d format %s", c.Depth(), c.Leaf().Format())
 			}
@@ -207,13 +215,7 @@ func TestVHDAgainstOracles(t *testing.T) {
 	for i, s := range specs {
 		t.Run(fmt.Sprintf("%dx%d", s.layers, s.childBlock), func(t *testing.T) {
 			s.seed = int64(300 + i)
-			b := buildVHD(t, t.TempDir(), s)
-			testutil.Unchanged(t, b.paths...)
-			c, err := Open(b.leaf(), Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
+			b, c := openVHD(t, s)
 			// vhdimount of the leaf shows every layer: vhdi1 is the base.
 			mnt := filepath.Dir(testutil.VhdiMount(t, b.leaf()))
 			for p := 0; p < c.Depth(); p++ {

@@ -5,7 +5,8 @@
 // and writes new files (differencing layers, flattened exports), updating
 // metadata through the log; it refuses to write files ckptfs did not
 // create. The package knows nothing about chains: package chain stacks
-// files into a disk.
+// files into a disk, through Image, which package disk/vhd implements for
+// VHD files too.
 //
 // Block states are interpreted as follows ([MS-VHDX] §2.5.1.1):
 //
