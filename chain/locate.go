@@ -153,15 +153,24 @@ type LinkageCheck struct {
 	Ignored   bool // a mismatch accepted because of IgnoreLinkage
 }
 
-// fileWarnings are the warnings the file's reader recorded.
+// fileWarnings are the warnings the file's reader recorded, each naming
+// the file.
 func fileWarnings(f disk.Image) []string {
+	var ws []string
 	switch x := f.(type) {
 	case *disk.File:
-		return x.Warnings
+		ws = x.Warnings
 	case *vhd.File:
-		return x.Warnings
+		ws = x.Warnings
 	}
-	return nil
+	out := make([]string, 0, len(ws))
+	for _, w := range ws {
+		if !strings.HasPrefix(w, f.Name()) {
+			w = f.Name() + ": " + w
+		}
+		out = append(out, w)
+	}
+	return out
 }
 
 // locate finds the chain from leaf to its base.

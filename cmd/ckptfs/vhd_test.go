@@ -142,6 +142,19 @@ func TestVHDInfoDamagedFooter(t *testing.T) {
 	if code, out, _ := cli("info", "--json", p); code != 0 || !strings.Contains(out, `"footer_copy": "offset 0"`) {
 		t.Errorf("info --json:\n%s", out)
 	}
+	// In a chain: chain shows the warning, cp and mount log it.
+	leaf, want, _ := vhdChain(t, t.TempDir())
+	damaged, _ := os.ReadFile(filepath.Join(filepath.Dir(leaf), "Disk.vhd"))
+	damaged[len(damaged)-512+64] ^= 0xff
+	os.WriteFile(filepath.Join(filepath.Dir(leaf), "Disk.vhd"), damaged, 0o644)
+	if code, out, errs := cli("chain", leaf); code != 0 || !strings.Contains(out, "warning: "+filepath.Join(filepath.Dir(leaf), "Disk.vhd")+": footer at the end") {
+		t.Errorf("chain: %d %s\n%s", code, errs, out)
+	}
+	dst := filepath.Join(t.TempDir(), "disk.raw")
+	code, _, errs = cli("cp", leaf, mtStem(leaf)+":Disk.raw", dst)
+	if got, _ := os.ReadFile(dst); code != 0 || !bytes.Equal(got, want) || !strings.Contains(errs, "copy at offset 0 was used") {
+		t.Errorf("cp: %d (%d bytes) %s", code, len(got), errs)
+	}
 }
 
 // TestVHDRWRefused: --rw needs a VHDX chain and says how to get one.
