@@ -11,8 +11,8 @@ import (
 	"github.com/ckptfs/ckptfs/disk"
 )
 
-// Layer is what the resolver needs of one file of a chain. *disk.File
-// implements it; so does a writable layer.
+// Layer is what the resolver needs of one file of a chain. Every
+// disk.Image (a VHDX or VHD file) implements it; so does a writable layer.
 type Layer interface {
 	Name() string
 	BlockSize() int64
@@ -72,10 +72,10 @@ func (c *Chain) Size() int64 { return c.size }
 func (c *Chain) Depth() int { return len(c.layers) }
 
 // Leaf is the newest file of the chain.
-func (c *Chain) Leaf() *disk.File { return c.Links[0].File }
+func (c *Chain) Leaf() disk.Image { return c.Links[0].File }
 
 // Base is the oldest file of the chain.
-func (c *Chain) Base() *disk.File { return c.Links[len(c.Links)-1].File }
+func (c *Chain) Base() disk.Image { return c.Links[len(c.Links)-1].File }
 
 // LayerName names layer i (0 = leaf).
 func (c *Chain) LayerName(i int) string { return c.layers[i].Name() }
@@ -267,7 +267,7 @@ func (c *Chain) Invalidate(off, length int64) {
 }
 
 // fileRanger is implemented by layers whose bytes can be read straight
-// from an open file (*disk.File).
+// from an open file (every disk.Image).
 type fileRanger interface {
 	FileRange(off, n int64) *os.File
 }

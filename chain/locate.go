@@ -1,4 +1,4 @@
-// Package chain stacks VHDX files into the virtual disk they present at one
+// Package chain stacks VHDX files (or VHD files: see disk/vhd) into the virtual disk they present at one
 // point of a checkpoint chain: it finds each file's parent through its
 // parent locator, verifies the linkage, and resolves reads through the
 // layers with a per-block resolver (see Resolver).
@@ -13,6 +13,7 @@ import (
 	"sync"
 
 	"github.com/ckptfs/ckptfs/disk"
+	"github.com/ckptfs/ckptfs/disk/vhd"
 )
 
 // Errors a chain can fail with; test with errors.Is.
@@ -22,6 +23,7 @@ var (
 	ErrCycle            = errors.New("chain has a cycle")
 	ErrTooDeep          = errors.New("chain is too deep")
 	ErrGeometryMismatch = errors.New("parent geometry differs")
+	ErrFormatMismatch   = errors.New("parent has another format")
 )
 
 // MaxDepth is the largest number of files in a chain.
@@ -32,8 +34,9 @@ type Options struct {
 	// SearchPaths are extra folders in which to look for parents by file
 	// name (case-insensitively).
 	SearchPaths []string
-	// IgnoreLinkage accepts a parent whose DataWriteGuid does not match
-	// the child's parent_linkage.
+	// IgnoreLinkage accepts a parent whose identity (VHDX DataWriteGuid,
+	// VHD unique ID) does not match the child's linkage (parent_linkage,
+	// VHD Parent Unique ID).
 	IgnoreLinkage bool
 	// Files shares opened files between chains; nil opens privately.
 	Files *FileSet
@@ -44,17 +47,18 @@ type Options struct {
 // FileSet opens each file once and shares it between chains.
 type FileSet struct {
 	mu    sync.Mutex
-	files map[string]*disk.File
+	files map[string]disk.Image
 	errs  map[string]error
 }
 
 // NewFileSet returns an empty set.
 func NewFileSet() *FileSet {
-	return &FileSet{files: map[string]*disk.File{}, errs: map[string]error{}}
+	return &FileSet{files: map[string]disk.Image{}, errs: map[string]error{}}
 }
 
-// Open returns the opened file at path, opening it on first use.
-func (s *FileSet) Open(path string) (*disk.File, error) {
+// Open returns the opened file at path, opening it on first use (see
+// OpenImage).
+func (s *FileSet) Open(path string) (disk.Image, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, err
@@ -67,12 +71,44 @@ func (s *FileSet) Open(path string) (*disk.File, error) {
 	if err, ok := s.errs[abs]; ok {
 		return nil, err
 	}
-	f, err := disk.Open(abs)
+	f, err := OpenImage(abs)
 	if err != nil {
 		s.errs[abs] = err
 		return nil, err
 	}
 	s.files[abs] = f
+	return f, nil
+}
+
+// OpenImage opens the disk file at path read-only in the format its
+// content says, whatever its name: VHDX ("vhdxfile" at offset 0) or VHD (a
+// "conectix" footer at the end, or its mirror at offset 0). Anything else
+// fails with the VHDX reader's error about the missing signature.
+func OpenImage(path string) (disk.Image, error) {
+	osf, err := os.OpenFile(path, os.O_RDONLY, 0)
+	if err != nil {
+		return nil, err
+	}
+	var sig [8]byte
+	n, _ := osf.ReadAt(sig[:], 0)
+	isVHD := false
+	if n < 8 || string(sig[:]) != "vhdxfile" {
+		if st, err := osf.Stat(); err == nil {
+			isVHD = vhd.Detect(osf, st.Size())
+		}
+	}
+	osf.Close()
+	if isVHD {
+		f, err := vhd.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		return f, nil
+	}
+	f, err := disk.Open(path)
+	if err != nil {
+		return nil, err
+	}
 	return f, nil
 }
 
@@ -92,23 +128,49 @@ func (s *FileSet) Close() error {
 
 // Link is one file of a chain and how it was found.
 type Link struct {
-	File *disk.File
+	File disk.Image
 	Path string // absolute path
 	// How this file was found from its child (empty for the leaf).
 	LocatorKey   string // the locator key used, or "search" for a linkage scan
 	LocatorValue string
 	// The linkage check against the child's parent_linkage.
 	Linkage LinkageCheck
+	// Warnings are what is wrong with this file, or with its agreement
+	// with its child, that does not stop reading: a header or footer copy
+	// ignored, a VHD parent time stamp that differs, sizes that differ
+	// by CHS rounding.
+	Warnings []string
 }
 
-// LinkageCheck records the comparison of a child's parent_linkage with the
-// parent's DataWriteGuid.
+// LinkageCheck records the comparison of a child's linkage
+// (parent_linkage, VHD Parent Unique ID) with the parent's identity.
 type LinkageCheck struct {
-	Key      string    // parent_linkage or parent_linkage2
-	Expected disk.GUID // from the child's locator
-	Actual   disk.GUID // the parent's DataWriteGuid
-	OK       bool
-	Ignored  bool // a mismatch accepted because of IgnoreLinkage
+	Key       string    // parent_linkage, parent_linkage2 or "parent unique ID"
+	Expected  disk.GUID // from the child
+	Actual    disk.GUID // the parent's identity
+	ActualKey string    // what Actual is: "DataWriteGuid" or "unique ID"
+	OK        bool
+	Ignored   bool // a mismatch accepted because of IgnoreLinkage
+}
+
+// fileWarnings are the warnings the file's reader recorded, each naming
+// the file.
+func fileWarnings(f disk.Image) []string {
+	var ws []string
+	switch x := f.(type) {
+	case *disk.File:
+		ws = x.Warnings
+	case *vhd.File:
+		ws = x.Warnings
+	}
+	out := make([]string, 0, len(ws))
+	for _, w := range ws {
+		if !strings.HasPrefix(w, f.Name()) {
+			w = f.Name() + ": " + w
+		}
+		out = append(out, w)
+	}
+	return out
 }
 
 // locate finds the chain from leaf to its base.
@@ -125,13 +187,20 @@ func locate(leaf string, opts Options) ([]Link, error) {
 	if err != nil {
 		return nil, err
 	}
-	links := []Link{{File: f, Path: abs}}
+	links := []Link{{File: f, Path: abs, Warnings: fileWarnings(f)}}
 	seen := []os.FileInfo{}
 	if st, err := os.Stat(abs); err == nil {
 		seen = append(seen, st)
 	}
-	for links[len(links)-1].File.Metadata.HasParent {
+	for {
 		child := links[len(links)-1]
+		ref, err := child.File.Parent()
+		if err != nil {
+			return nil, err
+		}
+		if ref == nil {
+			break
+		}
 		limit := MaxDepth
 		if opts.MaxDepth > 0 {
 			limit = opts.MaxDepth
@@ -139,7 +208,7 @@ func locate(leaf string, opts Options) ([]Link, error) {
 		if len(links) >= limit {
 			return nil, fmt.Errorf("%s: %w: more than %d files", leaf, ErrTooDeep, limit)
 		}
-		parent, err := findParent(child, opts, files)
+		parent, err := findParent(child, ref, opts, files)
 		if err != nil {
 			return nil, err
 		}
@@ -153,76 +222,71 @@ func locate(leaf string, opts Options) ([]Link, error) {
 			}
 		}
 		seen = append(seen, st)
-		cm, pm := child.File.Metadata, parent.File.Metadata
-		if cm.VirtualSize != pm.VirtualSize {
-			return nil, fmt.Errorf("%s: %w: virtual size %d, parent %s has %d", child.Path, ErrGeometryMismatch, cm.VirtualSize, parent.Path, pm.VirtualSize)
+		cf, pf := child.File, parent.File
+		if cf.SectorSize() != pf.SectorSize() {
+			return nil, fmt.Errorf("%s: %w: logical sector size %d, parent %s has %d", child.Path, ErrGeometryMismatch, cf.SectorSize(), parent.Path, pf.SectorSize())
 		}
-		if cm.LogicalSectorSize != pm.LogicalSectorSize {
-			return nil, fmt.Errorf("%s: %w: logical sector size %d, parent %s has %d", child.Path, ErrGeometryMismatch, cm.LogicalSectorSize, parent.Path, pm.LogicalSectorSize)
+		if pc, ok := cf.(disk.ParentChecker); ok {
+			warns, err := pc.CheckParent(pf)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w: %v", child.Path, ErrGeometryMismatch, err)
+			}
+			parent.Warnings = append(parent.Warnings, warns...)
+		} else if cf.VirtualSize() != pf.VirtualSize() {
+			return nil, fmt.Errorf("%s: %w: virtual size %d, parent %s has %d", child.Path, ErrGeometryMismatch, cf.VirtualSize(), parent.Path, pf.VirtualSize())
 		}
 		links = append(links, parent)
 	}
 	return links, nil
 }
 
-// linkageOf returns the child's expected parent GUIDs (parent_linkage
-// first, then parent_linkage2).
-func linkageOf(child *disk.File) (keys []string, guids []disk.GUID, err error) {
-	pl := child.Metadata.ParentLocator
-	for _, k := range []string{disk.KeyParentLinkage, disk.KeyParentLinkage2} {
-		v, ok := pl.Get(k)
-		if !ok {
-			continue
+// checkLinkage compares the identity of parent with the child's linkage.
+func checkLinkage(ref *disk.ParentRef, parent disk.Image) LinkageCheck {
+	name, actual := parent.Identity()
+	for _, l := range ref.Linkage {
+		if l.ID == actual {
+			return LinkageCheck{Key: l.Key, Expected: l.ID, Actual: actual, ActualKey: name, OK: true}
 		}
-		g, perr := disk.ParseGUID(v)
-		if perr != nil {
-			return nil, nil, &disk.FormatError{File: child.Name(), Field: "parent locator: " + k, Offset: -1, Err: perr}
-		}
-		keys, guids = append(keys, k), append(guids, g)
 	}
-	return keys, guids, nil
+	c := LinkageCheck{Actual: actual, ActualKey: name}
+	if len(ref.Linkage) > 0 {
+		c.Key, c.Expected = ref.Linkage[0].Key, ref.Linkage[0].ID
+	}
+	return c
 }
 
-func checkLinkage(child, parent *disk.File) (LinkageCheck, error) {
-	keys, guids, err := linkageOf(child)
-	if err != nil {
-		return LinkageCheck{}, err
-	}
-	actual := parent.Header.DataWriteGUID
-	for i, g := range guids {
-		if g == actual {
-			return LinkageCheck{Key: keys[i], Expected: g, Actual: actual, OK: true}, nil
+// diskExtensions are the file name extensions of each format, for the
+// identity scan.
+var diskExtensions = map[string][]string{"VHDX": {".vhdx", ".avhdx"}, "VHD": {".vhd", ".avhd"}}
+
+func hasExtension(name string, exts []string) bool {
+	n := strings.ToLower(name)
+	for _, e := range exts {
+		if strings.HasSuffix(n, e) {
+			return true
 		}
 	}
-	c := LinkageCheck{Key: disk.KeyParentLinkage, Actual: actual}
-	if len(guids) > 0 {
-		c.Expected = guids[0]
-	}
-	return c, nil
+	return false
 }
 
 // candidate is a possible parent path and the locator entry it came from.
 type candidate struct{ key, value, path string }
 
-func findParent(child Link, opts Options, files *FileSet) (Link, error) {
-	pl := child.File.Metadata.ParentLocator
+func findParent(child Link, ref *disk.ParentRef, opts Options, files *FileSet) (Link, error) {
 	dir := filepath.Dir(child.Path)
 	var cands []candidate
 	var tried []string
-	if v, ok := pl.Get(disk.KeyRelativePath); ok && v != "" {
-		p := filepath.Join(dir, filepath.FromSlash(strings.ReplaceAll(v, `\`, "/")))
-		cands = append(cands, candidate{disk.KeyRelativePath, v, resolveCaseInsensitive(p)})
-	}
 	folders := append([]string{dir}, opts.SearchPaths...)
-	for _, k := range []string{disk.KeyAbsoluteWin32Path, disk.KeyVolumePath} {
-		v, ok := pl.Get(k)
-		if !ok || v == "" {
+	for _, p := range ref.Paths {
+		if p.Relative {
+			rel := filepath.Join(dir, filepath.FromSlash(strings.ReplaceAll(p.Value, `\`, "/")))
+			cands = append(cands, candidate{p.Key, p.Value, resolveCaseInsensitive(rel)})
 			continue
 		}
-		name := winBase(v)
+		name := winBase(p.Value)
 		for _, d := range folders {
-			if p := findInFolder(d, name); p != "" {
-				cands = append(cands, candidate{k, v, p})
+			if found := findInFolder(d, name); found != "" {
+				cands = append(cands, candidate{p.Key, p.Value, found})
 			} else {
 				tried = append(tried, filepath.Join(d, name))
 			}
@@ -238,11 +302,12 @@ func findParent(child Link, opts Options, files *FileSet) (Link, error) {
 		if err != nil {
 			return Link{}, fmt.Errorf("%s: parent candidate from %s: %w", child.Path, c.key, err)
 		}
-		chk, err := checkLinkage(child.File, f)
-		if err != nil {
-			return Link{}, err
+		if f.Format() != ref.Format {
+			return Link{}, fmt.Errorf("%s: %w: this %s file's %s names %s, a %s file; a chain cannot mix VHDX and VHD files (Hyper-V cannot either)",
+				child.Path, ErrFormatMismatch, child.File.Format(), c.key, c.path, f.Format())
 		}
-		l := Link{File: f, Path: c.path, LocatorKey: c.key, LocatorValue: c.value, Linkage: chk}
+		chk := checkLinkage(ref, f)
+		l := Link{File: f, Path: c.path, LocatorKey: c.key, LocatorValue: c.value, Linkage: chk, Warnings: fileWarnings(f)}
 		if chk.OK {
 			return l, nil
 		}
@@ -250,17 +315,13 @@ func findParent(child Link, opts Options, files *FileSet) (Link, error) {
 			mismatch = &l
 		}
 	}
-	// Last resort: any VHDX beside the child or in a search path whose
-	// DataWriteGuid is the expected linkage (files renamed after copying).
-	_, guids, err := linkageOf(child.File)
-	if err != nil {
-		return Link{}, err
-	}
+	// Last resort: any file of the child's format beside the child or in
+	// a search path whose identity is the expected linkage (files renamed
+	// after copying).
 	for _, d := range folders {
 		ents, _ := os.ReadDir(d)
 		for _, e := range ents {
-			n := strings.ToLower(e.Name())
-			if e.IsDir() || !(strings.HasSuffix(n, ".vhdx") || strings.HasSuffix(n, ".avhdx")) {
+			if e.IsDir() || !hasExtension(e.Name(), diskExtensions[ref.Format]) {
 				continue
 			}
 			p := filepath.Join(d, e.Name())
@@ -268,14 +329,11 @@ func findParent(child Link, opts Options, files *FileSet) (Link, error) {
 				continue
 			}
 			f, err := files.Open(p)
-			if err != nil {
+			if err != nil || f.Format() != ref.Format {
 				continue
 			}
-			for _, g := range guids {
-				if f.Header.DataWriteGUID == g {
-					chk, _ := checkLinkage(child.File, f)
-					return Link{File: f, Path: p, LocatorKey: "search", LocatorValue: d, Linkage: chk}, nil
-				}
+			if chk := checkLinkage(ref, f); chk.OK {
+				return Link{File: f, Path: p, LocatorKey: "search", LocatorValue: d, Linkage: chk, Warnings: fileWarnings(f)}, nil
 			}
 		}
 	}
@@ -284,14 +342,12 @@ func findParent(child Link, opts Options, files *FileSet) (Link, error) {
 			mismatch.Linkage.Ignored = true
 			return *mismatch, nil
 		}
-		return Link{}, fmt.Errorf("%s: %w: its %s is %s but parent %s (found through %s) has DataWriteGuid %s; use --ignore-linkage to open it anyway",
-			child.Path, ErrLinkageMismatch, mismatch.Linkage.Key, mismatch.Linkage.Expected.Braced(), mismatch.Path, mismatch.LocatorKey, mismatch.Linkage.Actual.Braced())
+		return Link{}, fmt.Errorf("%s: %w: its %s is %s but parent %s (found through %s) has %s %s; use --ignore-linkage to open it anyway",
+			child.Path, ErrLinkageMismatch, mismatch.Linkage.Key, mismatch.Linkage.Expected.Braced(), mismatch.Path, mismatch.LocatorKey, mismatch.Linkage.ActualKey, mismatch.Linkage.Actual.Braced())
 	}
 	var locs []string
-	for _, e := range pl.Entries {
-		if e.Key != disk.KeyParentLinkage && e.Key != disk.KeyParentLinkage2 {
-			locs = append(locs, fmt.Sprintf("%s=%q", e.Key, e.Value))
-		}
+	for _, e := range ref.Entries {
+		locs = append(locs, fmt.Sprintf("%s=%q", e.Key, e.Value))
 	}
 	return Link{}, fmt.Errorf("%s: %w (locator: %s; looked for %s); copy the parent beside it or add --search-path DIR",
 		child.Path, ErrParentNotFound, strings.Join(locs, ", "), strings.Join(dedupe(tried), ", "))

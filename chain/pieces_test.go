@@ -25,7 +25,7 @@ func TestPiecesRefuses(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	w, err := disk.CreateDifferencing(filepath.Join(dir, "top.avhdx"), disk.ParentInfoOf(c.Leaf()), disk.CreateOptions{})
+	w, err := disk.CreateDifferencing(filepath.Join(dir, "top.avhdx"), disk.ParentInfoOf(c.Leaf().(*disk.File)), disk.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,7 +21,7 @@ type Layer struct {
 	Path  string // absolute
 	Name  string // file name
 	Mtime time.Time
-	File  *disk.File   // nil if it could not be opened
+	File  disk.Image   // nil if it could not be opened
 	Chain *chain.Chain // the chain ending here; nil if it could not be built
 	Err   error        // why File or Chain is nil
 	// OwnBytes is the payload this file holds itself (allocated blocks).
@@ -135,11 +135,28 @@ func Discover(root string, opts chain.Options) (*Inventory, error) {
 	if len(diskPaths) == 0 {
 		return nil, fmt.Errorf("%s: %w", abs, ErrNoDisks)
 	}
+	// Parents are looked for in every folder holding disks too: Hyper-V
+	// 2008 R2 keeps a VM's .avhd files in its Snapshots folder, apart
+	// from the .vhd, and a copied VM folder leaves absolute locators stale.
+	opts.SearchPaths = append(slices.Clone(opts.SearchPaths), diskFolders(diskPaths)...)
 	if err := inv.buildLayers(diskPaths, opts); err != nil {
 		return nil, err
 	}
 	inv.buildVMs(configPaths)
 	return inv, nil
+}
+
+// diskFolders lists the folders holding paths, once each, in order.
+func diskFolders(paths []string) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, p := range paths {
+		if d := filepath.Dir(p); !seen[d] {
+			seen[d] = true
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 // isConfigFolder reports whether an .xml file sits where Hyper-V 2012 R2
@@ -151,6 +168,7 @@ func isConfigFolder(p string) bool {
 
 func (inv *Inventory) buildLayers(paths []string, opts chain.Options) error {
 	byPath := map[string]*Layer{}
+	warned := map[string]bool{}
 	for _, p := range paths {
 		l := &Layer{Path: p, Name: filepath.Base(p)}
 		if st, err := os.Stat(p); err == nil {
@@ -170,8 +188,15 @@ func (inv *Inventory) buildLayers(paths []string, opts chain.Options) error {
 			continue
 		}
 		l.Chain, l.File = c, c.Leaf()
-		counts := l.File.StateCounts()
-		l.OwnBytes = (counts[disk.BlockFullyPresent] + counts[disk.BlockPartiallyPresent]) * l.File.BlockSize()
+		l.OwnBytes = l.File.OwnBytes()
+		for _, k := range c.Links {
+			for _, w := range k.Warnings {
+				if !warned[w] {
+					warned[w] = true
+					inv.Warnings = append(inv.Warnings, w)
+				}
+			}
+		}
 		if len(c.Links) > 1 {
 			parent := byPath[c.Links[1].Path]
 			if parent == nil {

@@ -15,9 +15,9 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-// ErrNoDisks is returned by OpenSource for a folder holding no .vhdx or
-// .avhdx file.
-var ErrNoDisks = errors.New("no .vhdx or .avhdx files")
+// ErrNoDisks is returned by OpenSource for a folder holding no .vhdx,
+// .avhdx, .vhd or .avhd file.
+var ErrNoDisks = errors.New("no .vhdx, .avhdx, .vhd or .avhd files")
 
 // Source is what `ckptfs mount` shows: the chains found at one path.
 type Source struct {
@@ -29,7 +29,7 @@ type Source struct {
 	files  *chain.FileSet
 }
 
-// OpenSource opens the chains at path. A .vhdx/.avhdx file gives the one
+// OpenSource opens the chains at path. A disk file gives the one
 // chain ending there. A folder gives every chain in it: each disk file of
 // the folder that is not the parent of another disk file of the folder is a
 // leaf. Every file is opened read-only and once, however many chains share
@@ -101,11 +101,17 @@ func OpenSource(path string, opts chain.Options) (*Source, error) {
 	return s, nil
 }
 
-// IsDiskName reports whether a file name ends in .vhdx or .avhdx (in any
-// letter case).
+// IsDiskName reports whether a file name ends in .vhdx, .avhdx, .vhd or
+// .avhd (in any letter case). Which format a file has is decided by its
+// content when it is opened (chain.OpenImage), not by this name.
 func IsDiskName(name string) bool {
 	n := strings.ToLower(name)
-	return strings.HasSuffix(n, ".vhdx") || strings.HasSuffix(n, ".avhdx")
+	for _, ext := range []string{".vhdx", ".avhdx", ".vhd", ".avhd"} {
+		if strings.HasSuffix(n, ext) {
+			return true
+		}
+	}
+	return false
 }
 
 // Close closes every file of every chain.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ckptfs/ckptfs/chain"
+	"github.com/sirupsen/logrus"
 )
 
 // View is what a mount of a source shows, as plain data.
@@ -19,7 +20,7 @@ type View struct {
 func (v *View) Close() error { return v.close() }
 
 // OpenView computes the tree a mount of path shows:
-//   - a .vhdx/.avhdx file, or a folder of disks without Hyper-V
+//   - a disk file, or a folder of disks without Hyper-V
 //     configurations: one folder per chain point (BuildFileTree);
 //   - a folder with configurations (an exported VM, a host's VM folder):
 //     one folder per checkpoint named as Hyper-V names it (BuildVMTree),
@@ -45,6 +46,11 @@ func OpenView(path string, opts chain.Options, tree FileTreeOptions) (*View, err
 					return nil, l.Err
 				}
 			}
+			var chains []*chain.Chain
+			for _, l := range inv.Layers {
+				chains = append(chains, l.Chain)
+			}
+			logWarnings(chains)
 			return &View{Root: Dir("", BuildVMTree(inv, tree)...), close: inv.Close}, nil
 		}
 		inv.Close()
@@ -53,12 +59,33 @@ func OpenView(path string, opts chain.Options, tree FileTreeOptions) (*View, err
 	if err != nil {
 		return nil, err
 	}
+	logWarnings(src.Chains)
 	nodes, err := src.FileTree(tree)
 	if err != nil {
 		src.Close()
 		return nil, err
 	}
 	return &View{Root: Dir("", nodes...), close: src.Close}, nil
+}
+
+// logWarnings logs, once each, what is wrong with the chains' files but
+// does not stop reading them (chain.Link.Warnings: a VHD footer read from
+// its mirror, a parent time stamp that differs...).
+func logWarnings(chains []*chain.Chain) {
+	seen := map[string]bool{}
+	for _, c := range chains {
+		if c == nil {
+			continue
+		}
+		for _, l := range c.Links {
+			for _, w := range l.Warnings {
+				if !seen[w] {
+					seen[w] = true
+					logrus.Warn(w)
+				}
+			}
+		}
+	}
 }
 
 // pointInfo is the content of a point folder's .checkpoint.json.

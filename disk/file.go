@@ -5,7 +5,8 @@
 // and writes new files (differencing layers, flattened exports), updating
 // metadata through the log; it refuses to write files ckptfs did not
 // create. The package knows nothing about chains: package chain stacks
-// files into a disk.
+// files into a disk, through Image, which package disk/vhd implements for
+// VHD files too.
 //
 // Block states are interpreted as follows ([MS-VHDX] §2.5.1.1):
 //
@@ -93,26 +94,37 @@ const batPageEntries = 8192
 
 // Open opens the VHDX file at path read-only and validates it.
 func Open(path string) (*File, error) {
-	osf, err := os.OpenFile(path, os.O_RDONLY, 0)
+	osf, size, err := OpenReadOnly(path, ErrNotVHDX)
 	if err != nil {
 		return nil, err
 	}
-	st, err := osf.Stat()
-	if err != nil {
-		osf.Close()
-		return nil, err
-	}
-	if !st.Mode().IsRegular() && st.Mode()&os.ModeDevice == 0 {
-		osf.Close()
-		return nil, &FormatError{File: path, Field: "file", Offset: -1, Err: fmt.Errorf("%w: not a regular file", ErrNotVHDX)}
-	}
-	f, err := NewFile(osf, st.Size(), path)
+	f, err := NewFile(osf, size, path)
 	if err != nil {
 		osf.Close()
 		return nil, err
 	}
 	f.osFile = osf
 	return f, nil
+}
+
+// OpenReadOnly opens path read-only for the reader of a disk file and
+// returns it with its size. Anything but a regular file or a device is
+// refused with a FormatError wrapping notFormat.
+func OpenReadOnly(path string, notFormat error) (*os.File, int64, error) {
+	osf, err := os.OpenFile(path, os.O_RDONLY, 0)
+	if err != nil {
+		return nil, 0, err
+	}
+	st, err := osf.Stat()
+	if err != nil {
+		osf.Close()
+		return nil, 0, err
+	}
+	if !st.Mode().IsRegular() && st.Mode()&os.ModeDevice == 0 {
+		osf.Close()
+		return nil, 0, &FormatError{File: path, Field: "file", Offset: -1, Err: fmt.Errorf("%w: not a regular file", notFormat)}
+	}
+	return osf, st.Size(), nil
 }
 
 // NewFile reads a VHDX file from r, whose size is size. name is used in

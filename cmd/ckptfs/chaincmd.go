@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/ckptfs/ckptfs/chain"
+	"github.com/ckptfs/ckptfs/disk"
 )
 
 func init() {
@@ -18,6 +19,7 @@ func init() {
 
 type linkJSON struct {
 	File         string `json:"file"`
+	Format       string `json:"format"`
 	Type         string `json:"type"`
 	LocatorKey   string `json:"locator_key,omitempty"`
 	LocatorValue string `json:"locator_value,omitempty"`
@@ -28,7 +30,8 @@ type linkJSON struct {
 		OK       bool   `json:"ok"`
 		Ignored  bool   `json:"ignored,omitempty"`
 	} `json:"linkage,omitempty"`
-	LogReplayed bool `json:"log_replayed"`
+	LogReplayed bool     `json:"log_replayed"`
+	Warnings    []string `json:"warnings,omitempty"`
 }
 
 func runChain(args []string, stdout, stderr io.Writer) error {
@@ -45,8 +48,12 @@ func runChain(args []string, stdout, stderr io.Writer) error {
 	}
 	defer c.Close()
 	links := make([]linkJSON, len(c.Links))
+	actualKey := make([]string, len(c.Links))
 	for i, l := range c.Links {
-		links[i] = linkJSON{File: l.Path, Type: l.File.Type().String(), LocatorKey: l.LocatorKey, LocatorValue: l.LocatorValue, LogReplayed: l.File.Log.Replayed}
+		links[i] = linkJSON{File: l.Path, Format: l.File.Format(), Type: l.File.Type().String(), LocatorKey: l.LocatorKey, LocatorValue: l.LocatorValue, Warnings: l.Warnings}
+		if f, ok := l.File.(*disk.File); ok {
+			links[i].LogReplayed = f.Log.Replayed
+		}
 		if i > 0 {
 			k := l.Linkage
 			links[i].Linkage = &struct {
@@ -56,6 +63,7 @@ func runChain(args []string, stdout, stderr io.Writer) error {
 				OK       bool   `json:"ok"`
 				Ignored  bool   `json:"ignored,omitempty"`
 			}{k.Key, k.Expected.Braced(), k.Actual.Braced(), k.OK, k.Ignored}
+			actualKey[i] = k.ActualKey
 		}
 	}
 	if *asJSON {
@@ -65,7 +73,7 @@ func runChain(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "Chain of %d file(s), virtual size %s, leaf first:\n", c.Depth(), human(c.Size()))
 	for i, l := range links {
-		fmt.Fprintf(stdout, "%2d  %s  (%s)\n", i, l.File, l.Type)
+		fmt.Fprintf(stdout, "%2d  %s  (%s %s)\n", i, l.File, l.Format, l.Type)
 		if l.LogReplayed {
 			fmt.Fprintf(stdout, "      log replayed in memory\n")
 		}
@@ -78,7 +86,10 @@ func runChain(args []string, stdout, stderr io.Writer) error {
 					status = "MISMATCH (ignored by --ignore-linkage)"
 				}
 			}
-			fmt.Fprintf(stdout, "      linkage %s %s = DataWriteGuid %s: %s\n", l.Linkage.Key, l.Linkage.Expected, l.Linkage.Actual, status)
+			fmt.Fprintf(stdout, "      linkage %s %s = %s %s: %s\n", l.Linkage.Key, l.Linkage.Expected, actualKey[i], l.Linkage.Actual, status)
+		}
+		for _, w := range l.Warnings {
+			fmt.Fprintf(stdout, "      warning: %s\n", w)
 		}
 	}
 	return nil

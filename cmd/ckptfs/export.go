@@ -129,13 +129,11 @@ func exportSparse(c *chain.Chain, out *os.File, p *progress) error {
 // layer holds, and blocks whose data is all zeros, stay unallocated.
 func exportVHDX(c *chain.Chain, out string, blockSize uint32, p *progress) (err error) {
 	defer p.Finish()
-	leaf := c.Leaf()
-	w, err := disk.CreateDynamic(out, c.Size(), disk.CreateOptions{
-		BlockSize:          blockSize,
-		LogicalSectorSize:  uint32(leaf.SectorSize()),
-		PhysicalSectorSize: leaf.Metadata.PhysicalSectorSize,
-		VirtualDiskID:      leaf.Metadata.VirtualDiskID,
-	})
+	opts := disk.CreateOptions{BlockSize: blockSize, LogicalSectorSize: uint32(c.Leaf().SectorSize()), PhysicalSectorSize: 512}
+	if leaf, ok := c.Leaf().(*disk.File); ok {
+		opts.PhysicalSectorSize, opts.VirtualDiskID = leaf.Metadata.PhysicalSectorSize, leaf.Metadata.VirtualDiskID
+	}
+	w, err := disk.CreateDynamic(out, c.Size(), opts)
 	if err != nil {
 		if os.IsExist(errors.Unwrap(err)) || errors.Is(err, os.ErrExist) {
 			return fmt.Errorf("%s exists; use --force to overwrite it", out)

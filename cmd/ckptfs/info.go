@@ -6,12 +6,14 @@ import (
 	"io"
 	"sort"
 
+	"github.com/ckptfs/ckptfs/chain"
 	"github.com/ckptfs/ckptfs/disk"
+	"github.com/ckptfs/ckptfs/disk/vhd"
 )
 
 func init() {
 	register("info", command{
-		summary: "describe one VHDX/AVHDX file: type, sizes, GUIDs, parent locator, log, block states",
+		summary: "describe one VHDX/AVHDX (or VHD/AVHD) file: type, sizes, GUIDs, parent locator, log, block states",
 		usage:   "FILE [--json]",
 		run:     runInfo,
 	})
@@ -20,6 +22,7 @@ func init() {
 // fileInfo is the JSON form of `ckptfs info`.
 type fileInfo struct {
 	File               string            `json:"file"`
+	Format             string            `json:"format"`
 	Type               string            `json:"type"`
 	FileSize           int64             `json:"file_size"`
 	VirtualSize        int64             `json:"virtual_size"`
@@ -52,7 +55,7 @@ type logInfo struct {
 func describe(f *disk.File) fileInfo {
 	m := f.Metadata
 	fi := fileInfo{
-		File: f.Name(), Type: f.Type().String(), FileSize: f.FileSize(), VirtualSize: f.VirtualSize(),
+		File: f.Name(), Format: f.Format(), Type: f.Type().String(), FileSize: f.FileSize(), VirtualSize: f.VirtualSize(),
 		BlockSize: f.BlockSize(), LogicalSectorSize: f.SectorSize(), PhysicalSectorSize: m.PhysicalSectorSize,
 		Creator: f.Identifier.Creator, VirtualDiskID: m.VirtualDiskID.String(),
 		FileWriteGUID: f.Header.FileWriteGUID.String(), DataWriteGUID: f.Header.DataWriteGUID.String(),
@@ -83,11 +86,15 @@ func runInfo(args []string, stdout, stderr io.Writer) error {
 	if err := parse(fs, args, 1, 1); err != nil {
 		return err
 	}
-	f, err := disk.Open(fs.Arg(0))
+	img, err := chain.OpenImage(fs.Arg(0))
 	if err != nil {
 		return err
 	}
-	defer f.Close()
+	defer img.Close()
+	if v, ok := img.(*vhd.File); ok {
+		return infoVHD(v, *asJSON, stdout)
+	}
+	f := img.(*disk.File)
 	fi := describe(f)
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
@@ -96,6 +103,7 @@ func runInfo(args []string, stdout, stderr io.Writer) error {
 	}
 	w := stdout
 	fmt.Fprintf(w, "File:                 %s\n", fi.File)
+	fmt.Fprintf(w, "Format:               VHDX\n")
 	fmt.Fprintf(w, "Type:                 %s\n", fi.Type)
 	fmt.Fprintf(w, "Virtual size:         %s (%d bytes)\n", human(fi.VirtualSize), fi.VirtualSize)
 	fmt.Fprintf(w, "File size:            %s (%d bytes)\n", human(fi.FileSize), fi.FileSize)

@@ -297,11 +297,11 @@ func unescapeMountinfo(s string) string {
 func sourceError(source string, err error) error {
 	switch {
 	case errors.Is(err, fs.ErrNotExist) && !strings.Contains(err.Error(), "parent"):
-		return fmt.Errorf("%w; SOURCE must be a .vhdx/.avhdx file or a folder holding such files", err)
+		return fmt.Errorf("%w; SOURCE must be a .vhdx/.avhdx file (or .vhd/.avhd) or a folder holding such files", err)
 	case errors.Is(err, disk.ErrNotVHDX):
-		return fmt.Errorf("%w; SOURCE must be a .vhdx/.avhdx file or a folder holding only such disk files", err)
+		return fmt.Errorf("%w; SOURCE must be a .vhdx/.avhdx file (or .vhd/.avhd) or a folder holding only such disk files", err)
 	case errors.Is(err, checkpoint.ErrNoDisks):
-		return fmt.Errorf("%w; give a folder holding the .vhdx and .avhdx files, or one such file", err)
+		return fmt.Errorf("%w; give a folder holding the .vhdx and .avhdx (or .vhd and .avhd) files, or one such file", err)
 	}
 	// chain errors (missing parent, linkage) already say what to do.
 	return err

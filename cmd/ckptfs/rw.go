@@ -33,6 +33,11 @@ func openWritable(source string, opts chain.Options, trees checkpoint.FileTreeOp
 		return "", nil, nil, err
 	}
 	c := src.Chains[0]
+	leaf, ok := c.Leaf().(*disk.File)
+	if !ok {
+		return fail(fmt.Errorf("%s is a %s file: --rw writes only on VHDX chains; convert the chain first with `ckptfs export --format vhdx %s OUT.vhdx` and mount OUT.vhdx --rw (or mount without --rw)",
+			source, c.Leaf().Format(), source))
+	}
 	points, err := src.FileTree(trees)
 	if err != nil {
 		return fail(err)
@@ -48,7 +53,7 @@ func openWritable(source string, opts chain.Options, trees checkpoint.FileTreeOp
 			return fail(fmt.Errorf("%s: the new layer would replace a source file", layer))
 		}
 	}
-	w, err := disk.CreateDifferencing(layer, disk.ParentInfoOf(c.Leaf()), disk.CreateOptions{Parent: c})
+	w, err := disk.CreateDifferencing(layer, disk.ParentInfoOf(leaf), disk.CreateOptions{Parent: c})
 	if err != nil {
 		hint := ""
 		if errors.Is(err, os.ErrPermission) || errors.Is(err, os.ErrNotExist) || strings.Contains(err.Error(), "read-only") || strings.Contains(err.Error(), "not a directory") {

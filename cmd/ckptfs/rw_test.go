@@ -137,8 +137,8 @@ func TestMountRW(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			if c.Links[1].LocatorKey != disk.KeyRelativePath || c.Leaf().Log.Replayed {
-				t.Errorf("layer parent found through %q, log replayed %v", c.Links[1].LocatorKey, c.Leaf().Log.Replayed)
+			if c.Links[1].LocatorKey != disk.KeyRelativePath || c.Leaf().(*disk.File).Log.Replayed {
+				t.Errorf("layer parent found through %q, log replayed %v", c.Links[1].LocatorKey, c.Leaf().(*disk.File).Log.Replayed)
 			}
 			got = make([]byte, c.Size())
 			if _, err := c.ReadAt(got, 0); err != nil {

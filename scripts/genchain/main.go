@@ -1,9 +1,12 @@
 // Command genchain writes a VHDX base and a chain of AVHDX differencing
 // layers for benchmarks and manual tests, named as Hyper-V names them
 // (Disk.vhdx, Disk_<GUID>.avhdx), all in one folder. It prints the leaf's
-// path.
+// path. With -format vhd it writes a VHD base and AVHD layers (Disk.vhd,
+// Disk_<GUID>.avhd, as Hyper-V 2008 R2), every write 4 KiB aligned so that
+// libvhdi's bitmap bug does not show (see docs: field facts).
 //
 //	genchain -out DIR -size 1G -layers 3 -mode partial
+//	genchain -format vhd -base-block 2M -out DIR -size 1G -layers 64
 //
 // Modes (what each child layer writes; the base is filled with -fill):
 //
@@ -24,6 +27,7 @@ import (
 	"strings"
 
 	"github.com/ckptfs/ckptfs/disk"
+	"github.com/ckptfs/ckptfs/disk/vhd/vhdtest"
 	"github.com/ckptfs/ckptfs/disk/vhdxtest"
 	"github.com/ckptfs/ckptfs/internal/units"
 )
@@ -40,6 +44,7 @@ func main() {
 	chunkS := flag.String("chunk", "64K", "partial mode: bytes each layer owns in turn")
 	frac := flag.Float64("frac", 1.0/64, "scatter mode: fraction of the disk each child writes")
 	seed := flag.Int64("seed", 1, "random seed")
+	format := flag.String("format", "vhdx", "vhdx or vhd")
 	flag.Parse()
 
 	size, baseBlock, childBlock, chunk := must(units.ParseSize(*sizeS)), must(units.ParseSize(*baseBlockS)), must(units.ParseSize(*childBlockS)), must(units.ParseSize(*chunkS))
@@ -47,9 +52,18 @@ func main() {
 		fatal(err)
 	}
 	rng := rand.New(rand.NewSource(*seed))
-	const ss = 512
+	var f layerFormat
+	switch *format {
+	case "vhdx":
+		f = vhdxFormat{}
+	case "vhd":
+		f = vhdFormat{}
+	default:
+		fatal(fmt.Errorf("unknown -format %q", *format))
+	}
+	align := f.align()
 
-	base := vhdxtest.New(vhdxtest.Options{VirtualSize: size, BlockSize: uint32(baseBlock)})
+	base := f.newBase(size, uint32(baseBlock))
 	switch *fill {
 	case "full":
 		buf := make([]byte, 8<<20)
@@ -59,17 +73,17 @@ func main() {
 			base.Write(off, buf[:n])
 		}
 	case "sparse":
-		writeRandom(base, rng, size, 16, 1<<20)
+		writeRandom(base, rng, size, 16, 1<<20, align)
 	default:
 		fatal(fmt.Errorf("unknown -fill %q", *fill))
 	}
-	parentPath := filepath.Join(*out, *name+".vhdx")
+	parentPath := filepath.Join(*out, *name+f.ext(false))
 	save(base, parentPath)
-	parent := standIn(base)
+	parent := base.standIn()
 	leaf := parentPath
 
 	for i := 1; i < *layers; i++ {
-		im := vhdxtest.New(vhdxtest.Options{Parent: parent, ParentPath: parentPath, BlockSize: uint32(childBlock)})
+		im := f.newChild(parent, parentPath, uint32(childBlock))
 		switch *mode {
 		case "partial":
 			stride := chunk * int64(*layers)
@@ -80,44 +94,106 @@ func main() {
 				im.Write(off, buf[:n])
 			}
 		case "scatter":
-			writeRandom(im, rng, size, 8, max(int64(float64(size)**frac)/8/ss*ss, ss))
+			writeRandom(im, rng, size, 8, max(int64(float64(size)**frac)/8/align*align, align), align)
 		case "sparse":
-			writeRandom(im, rng, size, 4, 256<<10)
+			writeRandom(im, rng, size, 4, 256<<10, align)
 		default:
 			fatal(fmt.Errorf("unknown -mode %q", *mode))
 		}
 		g := disk.NewGUID()
-		p := filepath.Join(*out, fmt.Sprintf("%s_%s.avhdx", *name, strings.ToUpper(g.String())))
+		p := filepath.Join(*out, fmt.Sprintf("%s_%s%s", *name, strings.ToUpper(g.String()), f.ext(true)))
 		save(im, p)
-		parent, parentPath, leaf = standIn(im), p, p
+		parent, parentPath, leaf = im.standIn(), p, p
 	}
 	fmt.Println(leaf)
 }
 
+// layer is one file being generated, of either format.
+type layer interface {
+	Write(off int64, p []byte)
+	Save(path string) error
+	// standIn is a data-less model with the layer's identity, enough to
+	// be a parent: it lets the written layer's data be freed.
+	standIn() layer
+}
+
+// layerFormat makes layers of one format.
+type layerFormat interface {
+	newBase(size int64, block uint32) layer
+	newChild(parent layer, parentPath string, block uint32) layer
+	ext(child bool) string
+	align() int64 // write granularity
+}
+
+type vhdxLayer struct{ *vhdxtest.Image }
+
+func (l vhdxLayer) standIn() layer {
+	o := l.Options()
+	s := vhdxtest.New(vhdxtest.Options{VirtualSize: o.VirtualSize, SectorSize: o.SectorSize})
+	s.DataWriteGUID, s.VirtualDiskID = l.DataWriteGUID, l.VirtualDiskID
+	return vhdxLayer{s}
+}
+
+type vhdxFormat struct{}
+
+func (vhdxFormat) newBase(size int64, block uint32) layer {
+	return vhdxLayer{vhdxtest.New(vhdxtest.Options{VirtualSize: size, BlockSize: block})}
+}
+
+func (vhdxFormat) newChild(parent layer, parentPath string, block uint32) layer {
+	return vhdxLayer{vhdxtest.New(vhdxtest.Options{Parent: parent.(vhdxLayer).Image, ParentPath: parentPath, BlockSize: block})}
+}
+
+func (vhdxFormat) ext(child bool) string {
+	if child {
+		return ".avhdx"
+	}
+	return ".vhdx"
+}
+
+func (vhdxFormat) align() int64 { return 512 }
+
+type vhdLayer struct{ *vhdtest.Image }
+
+func (l vhdLayer) standIn() layer {
+	s := vhdtest.New(vhdtest.Options{VirtualSize: l.Options().VirtualSize})
+	s.UniqueID, s.TimeStamp = l.UniqueID, l.TimeStamp
+	return vhdLayer{s}
+}
+
+type vhdFormat struct{}
+
+func (vhdFormat) newBase(size int64, block uint32) layer {
+	return vhdLayer{vhdtest.New(vhdtest.Options{VirtualSize: size, BlockSize: block})}
+}
+
+func (vhdFormat) newChild(parent layer, parentPath string, block uint32) layer {
+	return vhdLayer{vhdtest.New(vhdtest.Options{Parent: parent.(vhdLayer).Image, ParentPath: parentPath, BlockSize: block})}
+}
+
+func (vhdFormat) ext(child bool) string {
+	if child {
+		return ".avhd"
+	}
+	return ".vhd"
+}
+
+func (vhdFormat) align() int64 { return 4096 }
+
 // writeRandom writes n extents of up to maxLen random bytes at random
-// sector-aligned offsets.
-func writeRandom(im *vhdxtest.Image, rng *rand.Rand, size int64, n int, maxLen int64) {
-	const ss = 512
+// offsets, all multiples of align.
+func writeRandom(im layer, rng *rand.Rand, size int64, n int, maxLen, align int64) {
 	for w := 0; w < n; w++ {
-		l := (1 + rng.Int63n(max(maxLen/ss, 1))) * ss
+		l := (1 + rng.Int63n(max(maxLen/align, 1))) * align
 		l = min(l, size)
-		off := rng.Int63n((size-l)/ss+1) * ss
+		off := rng.Int63n((size-l)/align+1) * align
 		b := make([]byte, l)
 		rng.Read(b)
 		im.Write(off, b)
 	}
 }
 
-// standIn is a data-less model with im's identity, enough to be a parent:
-// it lets the written layer's data be freed.
-func standIn(im *vhdxtest.Image) *vhdxtest.Image {
-	o := im.Options()
-	s := vhdxtest.New(vhdxtest.Options{VirtualSize: o.VirtualSize, SectorSize: o.SectorSize})
-	s.DataWriteGUID, s.VirtualDiskID = im.DataWriteGUID, im.VirtualDiskID
-	return s
-}
-
-func save(im *vhdxtest.Image, path string) {
+func save(im layer, path string) {
 	os.Remove(path)
 	if err := im.Save(path); err != nil {
 		fatal(err)

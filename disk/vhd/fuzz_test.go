@@ -1,0 +1,83 @@
+package vhd_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"testing"
+
+	"github.com/ckptfs/ckptfs/disk"
+	"github.com/ckptfs/ckptfs/disk/vhd"
+)
+
+// check reads everything a file that opened claims to hold: every block's
+// extents (which must cover the block exactly), their data, the block
+// states and the parent reference. It must not panic.
+func check(t *testing.T, f *vhd.File) {
+	bs := f.BlockSize()
+	var ext []disk.Extent
+	for b := int64(0); b < min(f.BlockCount(), 4096); b++ {
+		var err error
+		if ext, err = f.BlockExtents(b, ext[:0]); err != nil {
+			continue
+		}
+		var sum int64
+		for _, e := range ext {
+			sum += e.Length
+			if e.Source == disk.Data {
+				buf := make([]byte, min(e.Length, 4096))
+				if _, err := f.ReadFileAt(buf, e.FileOffset); err != nil {
+					t.Fatalf("block %d: data at %d unreadable: %v", b, e.FileOffset, err)
+				}
+			}
+		}
+		if sum != bs {
+			t.Fatalf("block %d extents cover %d bytes, want %d", b, sum, bs)
+		}
+	}
+	f.BlockStates()
+	f.Parent()
+	f.CheckParent(f)
+}
+
+// FuzzOpen patches a valid template (see template) and opens it. patches
+// is a list of (4-byte little-endian offset, length byte, bytes); with
+// reseal the footer and header checksums are recomputed afterwards, so
+// that the fuzzer reaches the fields behind them.
+func FuzzOpen(f *testing.F) {
+	var tmpl [kinds][]byte
+	for k := range tmpl {
+		tmpl[k] = template(f, k)
+	}
+	f.Add(uint8(kindDiff), false, []byte{})
+	f.Add(uint8(kindDiff), true, []byte{0x00, 0x06, 0, 0, 4, 0x00, 0x00, 0x00, 0x06})    // BAT entry 0
+	f.Add(uint8(kindDiff), true, []byte{0x0c, 0x0c, 0, 0, 4, 0x77, 0x77, 0x77, 0x77})    // a bitmap
+	f.Add(uint8(kindDynamic), true, []byte{0x20, 0x02, 0, 0, 4, 0x00, 0x00, 0x02, 0x00}) // block size
+	f.Add(uint8(kindFixed), false, []byte{0x30, 0x00, 0, 0, 2, 0xff, 0xff})              // data
+	f.Add(uint8(kindDiff), true, []byte{0x48, 0x02, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0x0b, 0}) // locator offset
+	f.Fuzz(func(t *testing.T, kind uint8, resealSums bool, patches []byte) {
+		b := bytes.Clone(tmpl[int(kind)%kinds])
+		for len(patches) >= 5 {
+			off := int(binary.LittleEndian.Uint32(patches) % uint32(len(b)))
+			n := min(int(patches[4]), len(patches)-5, len(b)-off)
+			copy(b[off:], patches[5:5+n])
+			patches = patches[5+n:]
+		}
+		if resealSums {
+			reseal(b)
+		}
+		if vf, err := openBytes(b); err == nil {
+			check(t, vf)
+		}
+	})
+}
+
+// FuzzNewFile opens arbitrary bytes.
+func FuzzNewFile(f *testing.F) {
+	f.Add([]byte("conectix"))
+	f.Add(template(f, kindDynamic))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if vf, err := openBytes(b); err == nil {
+			check(t, vf)
+		}
+	})
+}
