@@ -45,6 +45,7 @@ func mountServer(t testing.TB, root *checkpoint.Node, opts ...fusefs.Options) (s
 	if len(opts) > 0 {
 		o = opts[0]
 	}
+	o.SelfAccess = true // this process reads the mount
 	srv, err := fusefs.Mount(dir, root, o)
 	if err != nil {
 		t.Fatal(err)

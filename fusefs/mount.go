@@ -59,6 +59,12 @@ type Options struct {
 	// Writable mounts read-write, so that nodes with a Writer accept
 	// writes; every other node still refuses them with EROFS.
 	Writable bool
+	// SelfAccess says the mounting program will itself open files in the
+	// mount (tests do). Mount then first makes the kernel stop sending
+	// POLL, which would otherwise deadlock it (see pollhack.go). A mount
+	// daemon must not set it: the probe is a request to its own mount,
+	// and a daemon killed during one cannot exit.
+	SelfAccess bool
 	// Readers is how many goroutines read and answer requests
 	// (DefaultReaders when 0).
 	Readers int
@@ -162,8 +168,10 @@ func Mount(dir string, root *checkpoint.Node, opts Options) (*Server, error) {
 		s.Wait()
 		return nil, fmt.Errorf("mounting on %s: %w", abs, sess.initErr)
 	}
-	if err := pollProbe(abs); err != nil {
-		rfs.log.Debugf("poll probe: %v", err)
+	if opts.SelfAccess {
+		if err := pollProbe(abs); err != nil {
+			rfs.log.Debugf("poll probe: %v", err)
+		}
 	}
 	if opts.ReadAheadKB > 0 {
 		if err := setReadAhead(abs, opts.ReadAheadKB); err != nil {

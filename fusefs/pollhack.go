@@ -15,8 +15,10 @@ import (
 // thread holds one of the Go scheduler's Ps. A program that both serves a
 // mount and opens files in it (the tests do) can so end up with every P
 // waiting for an answer that none is left to give. Right after INIT, Mount
-// therefore opens a hidden file of the root and polls it once: the POLL is
-// answered ENOSYS, and the kernel never asks again.
+// therefore (with Options.SelfAccess) opens a hidden file of the root and
+// polls it once: the POLL is answered ENOSYS, and the kernel never asks
+// again. A separate mount daemon opens nothing in its own mount and needs
+// no probe.
 
 // pollName is the hidden name of the probe in the root; it is never
 // listed.
