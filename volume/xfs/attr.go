@@ -71,9 +71,9 @@ func (f *FS) userAttrs(in *inode, fn func(attrEnt) bool) error {
 	if err != nil {
 		return err
 	}
-	hdr := daHdrV4
+	hdr, info := daHdrV4, daInfoV4
 	if f.v5 {
-		hdr = daHdrV5
+		hdr, info = daHdrV5, daInfoV5
 	}
 	// Descend along the leftmost path to the first leaf.
 	level := -1
@@ -83,7 +83,7 @@ func (f *FS) userAttrs(in *inode, fn func(attrEnt) bool) error {
 		if magic != daNodeMagic && magic != da3NodeMagic {
 			break
 		}
-		count, lvl := int(be16(b[hdr-4:])), int(be16(b[hdr-2:]))
+		count, lvl := int(be16(b[info:])), int(be16(b[info+2:]))
 		if depth > maxDaDepth || f.v5 != (magic == da3NodeMagic) || count == 0 || hdr+8*count > len(b) ||
 			lvl < 1 || lvl > maxDaDepth || level >= 0 && lvl != level-1 {
 			return corrupt("inode %d: attribute node at block %d (count %d, level %d)", in.ino, lb, count, lvl)
@@ -161,9 +161,9 @@ func (f *FS) attrLeaf(in *inode, b []byte, fn func(attrEnt) bool) (bool, error) 
 	} else if magic != attrLeafMagic {
 		return false, corrupt("inode %d: attribute leaf: bad magic %#04x", in.ino, magic)
 	}
-	count := int(be16(b[12:])) // after the da_blkinfo
+	count := int(be16(b[daInfoV4:]))
 	if f.v5 {
-		count = int(be16(b[56:]))
+		count = int(be16(b[daInfoV5:]))
 	}
 	if hdr+8*count > len(b) {
 		return false, corrupt("inode %d: attribute leaf with %d entries", in.ino, count)

@@ -29,6 +29,8 @@ const (
 	dirDataHdrV5 = 64
 	daHdrV4      = 16 // node and directory leaf headers
 	daHdrV5      = 64
+	daInfoV4     = 12 // da_blkinfo; the entry count follows it
+	daInfoV5     = 56
 	daCRCOff     = 12 // CRC in a v5 da_blkinfo
 	dirCRCOff    = 4  // CRC in a v5 directory data/block header
 
@@ -462,9 +464,9 @@ func (f *FS) hashLookup(in *inode, name string) (e volume.Entry, ok bool, err er
 	br := &blockReader{f: f, fk: &in.data, cached: true}
 	fsbPerDir := uint64(1) << f.dirBlkLog
 	hash := hashName([]byte(name))
-	hdr := daHdrV4
+	hdr, info := daHdrV4, daInfoV4
 	if f.v5 {
-		hdr = daHdrV5
+		hdr, info = daHdrV5, daInfoV5
 	}
 	readDa := func(lb uint64) ([]byte, error) {
 		b, found, err := br.read(lb, fsbPerDir)
@@ -498,7 +500,7 @@ func (f *FS) hashLookup(in *inode, name string) (e volume.Entry, ok bool, err er
 		if f.v5 != (magic == da3NodeMagic) {
 			return e, false, corrupt("directory %d: node magic %#04x", in.ino, magic)
 		}
-		count, lvl := int(be16(b[hdr-4:])), int(be16(b[hdr-2:]))
+		count, lvl := int(be16(b[info:])), int(be16(b[info+2:]))
 		if count == 0 || hdr+8*count > len(b) || lvl < 1 || lvl > maxDaDepth || level >= 0 && lvl != level-1 {
 			return e, false, corrupt("directory %d: index node at block %d (count %d, level %d)", in.ino, lb, count, lvl)
 		}
@@ -520,7 +522,7 @@ func (f *FS) hashLookup(in *inode, name string) (e volume.Entry, ok bool, err er
 		default:
 			return e, false, corrupt("directory %d: bad leaf magic %#04x at block %d", in.ino, magic, lb)
 		}
-		count := int(be16(b[hdr-4:]))
+		count := int(be16(b[info:]))
 		if hdr+8*count > len(b) {
 			return e, false, corrupt("directory %d: leaf with %d entries", in.ino, count)
 		}
