@@ -297,7 +297,7 @@ func TestExtents(t *testing.T) {
 		if !bytes.Equal(got, want) {
 			t.Errorf("%s: extents give different bytes (%d vs %d)", name, len(got), len(want))
 		}
-		if name != "big" && name != "empty" && holes == 0 {
+		if name != "big" && name != "empty" && name != "prealloc-past-eof" && holes == 0 {
 			t.Errorf("%s: no hole or unwritten extent reported", name)
 		}
 	}
@@ -445,14 +445,15 @@ func TestLookupReadsLittle(t *testing.T) {
 	node := lookupPath(t, fsys, "node")
 	in, _ := fsys.inode(node)
 	before := cr.bytes()
-	for i := 0; i < 20000; i += 1999 {
+	for i := 0; i < 2000; i += 199 {
 		name := fmt.Sprintf("a_rather_long_file_name_to_fill_directory_blocks_%06d_%s", i, strings.Repeat("x", i%7))
 		if _, err := fsys.Lookup(node, name); err != nil {
 			t.Fatal(err)
 		}
 	}
 	read := cr.bytes() - before
-	if read > in.size/4 {
+	// At most the index root, a leaf and a data block per lookup.
+	if read > 11*3*fsys.dirBlk || read >= in.size/2 {
 		t.Errorf("11 lookups read %d bytes of a %d-byte directory", read, in.size)
 	}
 	if _, ok := fsys.dirCache.Get(node); ok {
