@@ -45,6 +45,23 @@ func (f *FS) checkRec(fk *fork, r irec) (uint64, error) {
 	return blk, nil
 }
 
+// checkRecs checks n extent records: each inside the file system, in
+// increasing, non-overlapping order.
+func (f *FS) checkRecs(fk *fork, n int, rec func(int) irec) error {
+	var end uint64
+	for i := 0; i < n; i++ {
+		r := rec(i)
+		if _, err := f.checkRec(fk, r); err != nil {
+			return err
+		}
+		if i > 0 && r.off < end {
+			return corrupt("inode %d: %s: extents out of order at file block %d", fk.ino, fk.name(), r.off)
+		}
+		end = r.off + r.count
+	}
+	return nil
+}
+
 // bmbtNode is a checked bmbt block (or the root in the inode).
 type bmbtNode struct {
 	b       []byte
@@ -109,6 +126,11 @@ func (f *FS) bmbtBlock(fk *fork, fsb uint64, level int) (*bmbtNode, error) {
 		return nil, corrupt("inode %d: %s: B+tree block %d with %d records", fk.ino, fk.name(), fsb, n.numrecs)
 	}
 	n.ptrs = hdr + 8*maxrecs
+	if n.level == 0 {
+		if err := f.checkRecs(fk, n.numrecs, n.rec); err != nil {
+			return nil, fmt.Errorf("%w (B+tree block %d)", err, fsb)
+		}
+	}
 	return n, nil
 }
 
@@ -151,6 +173,17 @@ func (f *FS) lookup(fk *fork, lb uint64) (mapping, error) {
 		child, err := f.bmbtBlock(fk, node.ptr(i), node.level-1)
 		if err != nil {
 			return mapping{}, err
+		}
+		// A node's key is its child's first key: this catches pointers
+		// to the wrong block (a loop, a duplicate) that the level check
+		// lets through.
+		first := child.key(0)
+		if child.level == 0 {
+			first = child.rec(0).off
+		}
+		if first != node.key(i) {
+			return mapping{}, corrupt("inode %d: %s: B+tree block %d starts at file block %d, its key says %d",
+				fk.ino, fk.name(), node.ptr(i), first, node.key(i))
 		}
 		node = child
 	}
@@ -245,6 +278,13 @@ func (f *FS) extents(fk *fork) ([]irec, error) {
 			child, err := f.bmbtBlock(fk, p, n.level-1)
 			if err != nil {
 				return err
+			}
+			first := child.key(0)
+			if child.level == 0 {
+				first = child.rec(0).off
+			}
+			if first != n.key(i) {
+				return corrupt("inode %d: %s: B+tree block %d starts at file block %d, its key says %d", fk.ino, fk.name(), p, first, n.key(i))
 			}
 			if err := walk(child); err != nil {
 				return err

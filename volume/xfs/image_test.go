@@ -436,14 +436,14 @@ func populate(root string, o treeOpts, mounted bool) error {
 	// than the inode holds: a B+tree-mapped directory.
 	must(os.Mkdir(p("btdir"), 0o755))
 	if mounted {
-		for i := 0; i < 400; i++ {
+		for i := 0; i < 200; i++ {
 			write(fmt.Sprintf("btdir/filler%d", i), pattern(int64(i), int(o.dirBlk)), 0o644)
 		}
-		unix.Sync()
-		for i := 0; i < 400; i += 2 {
+		must(syncfs(root))
+		for i := 0; i < 200; i += 2 {
 			must(os.Remove(p(fmt.Sprintf("btdir/filler%d", i))))
 		}
-		unix.Sync()
+		must(syncfs(root))
 	}
 	for i := 0; i < o.btFiles; i++ {
 		name := fmt.Sprintf("btdir/%s_%05d", strings.Repeat("long_name_to_grow_the_directory_", 3), i)
@@ -525,6 +525,17 @@ func populate(root string, o treeOpts, mounted bool) error {
 		must(os.Chtimes(p(rel), tm, tm))
 	}
 	return errors.Join(errs...)
+}
+
+// syncfs flushes the file system holding path (not every file system,
+// as sync would).
+func syncfs(path string) error {
+	fd, err := unix.Open(path, unix.O_RDONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return unix.Syncfs(fd)
 }
 
 // buildMounted makes an image with mkfs args, fills it through a loop

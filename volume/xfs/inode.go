@@ -237,6 +237,9 @@ func (f *FS) checkFork(fk *fork) error {
 		if fk.nextents > uint64(len(fk.lit)/16) {
 			return corrupt("inode %d: %s: %d extents in a %d-byte literal area", fk.ino, fk.name(), fk.nextents, len(fk.lit))
 		}
+		if err := f.checkRecs(fk, int(fk.nextents), func(i int) irec { return decodeRec(fk.lit[16*i:]) }); err != nil {
+			return err
+		}
 	case fmtBtree:
 		if len(fk.lit) < 4+16 {
 			return corrupt("inode %d: %s: B+tree root in %d bytes", fk.ino, fk.name(), len(fk.lit))
