@@ -129,15 +129,30 @@ func sh(env []string, name string, args ...string) (string, error) {
 	return string(out), nil
 }
 
-// mkfs makes a sparse image of sizeMiB with mkfs.xfs. The environment
-// lets mkfs.xfs make file systems below its 300 MB floor.
+// mkfs makes an image of sizeMiB with mkfs.xfs: sparse, or filled with
+// 0xAA when prefill is set, so that unwritten extents and holes would
+// show garbage if they were read from disk. The environment lets
+// mkfs.xfs make file systems below its 300 MB floor.
 func mkfs(img string, sizeMiB int64, args ...string) error {
+	return mkfsFill(img, sizeMiB, false, args...)
+}
+
+func mkfsFill(img string, sizeMiB int64, prefill bool, args ...string) error {
 	f, err := os.Create(img)
 	if err != nil {
 		return err
 	}
 	f.Truncate(sizeMiB << 20)
+	if prefill {
+		buf := bytes.Repeat([]byte{0xAA}, 1<<20)
+		for i := int64(0); i < sizeMiB && err == nil; i++ {
+			_, err = f.Write(buf)
+		}
+	}
 	f.Close()
+	if err != nil {
+		return err
+	}
 	_, err = sh([]string{"TEST_DIR=1", "TEST_DEV=1", "QA_CHECK_FS=1"}, "mkfs.xfs", append(append([]string{"-q", "-f", "-K"}, args...), img)...)
 	return err
 }
@@ -543,7 +558,7 @@ func syncfs(path string) error {
 func buildMounted(dir string, sizeMiB int64, o treeOpts, args ...string) (*image, error) {
 	img := filepath.Join(dir, "fs.img")
 	t0 := time.Now()
-	if err := mkfs(img, sizeMiB, args...); err != nil {
+	if err := mkfsFill(img, sizeMiB, true, args...); err != nil {
 		return nil, err
 	}
 	t1 := time.Now()
