@@ -93,6 +93,22 @@ func (f *FS) bmbtRoot(fk *fork) (*bmbtNode, error) {
 // bmbtBlock reads and checks the bmbt block at fsb, which must be at
 // level.
 func (f *FS) bmbtBlock(fk *fork, fsb uint64, level int) (*bmbtNode, error) {
+	key := checkedKey{ino: fk.ino, kind: kindBmbtData, block: fsb, level: level}
+	if fk.isAttr {
+		key.kind = kindBmbtAttr
+	}
+	if n, ok := f.checkedCache.Get(key); ok {
+		return n.(*bmbtNode), nil
+	}
+	n, err := f.readBmbtBlock(fk, fsb, level)
+	if err != nil {
+		return nil, err
+	}
+	f.checkedCache.Add(key, n, len(n.b)+64)
+	return n, nil
+}
+
+func (f *FS) readBmbtBlock(fk *fork, fsb uint64, level int) (*bmbtNode, error) {
 	blk, ok := f.fsbToBlock(fsb)
 	if !ok {
 		return nil, corrupt("inode %d: %s: B+tree block %d beyond the file system", fk.ino, fk.name(), fsb)

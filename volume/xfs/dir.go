@@ -462,26 +462,18 @@ func (f *FS) found(d *dir, ino uint64, name string) (volume.Entry, error) {
 // directory. ok is false if the index does not have it.
 func (f *FS) hashLookup(in *inode, name string) (e volume.Entry, ok bool, err error) {
 	br := &blockReader{f: f, fk: &in.data, cached: true}
-	fsbPerDir := uint64(1) << f.dirBlkLog
 	hash := hashName([]byte(name))
 	hdr, info := daHdrV4, daInfoV4
 	if f.v5 {
 		hdr, info = daHdrV5, daInfoV5
 	}
 	readDa := func(lb uint64) ([]byte, error) {
-		b, found, err := br.read(lb, fsbPerDir)
-		if err != nil {
-			return nil, err
-		}
-		if !found {
-			return nil, corrupt("directory %d: index block %d is a hole", in.ino, lb)
-		}
-		if f.v5 {
-			if err := f.checkV5Header(b, daCRCOff, br.daddr(lb), in.ino, "directory index block"); err != nil {
-				return nil, err
+		return f.dirBlock(in, br, lb, func(b []byte) error {
+			if f.v5 {
+				return f.checkV5Header(b, daCRCOff, br.daddr(lb), in.ino, "directory index block")
 			}
-		}
-		return b, nil
+			return nil
+		})
 	}
 	lb := uint64(dirLeafOffset) >> f.blockLog
 	level := -1
@@ -561,37 +553,69 @@ func (f *FS) searchLeaf(in *inode, br *blockReader, ents []byte, hash uint32, na
 	return e, false, i == n, nil
 }
 
-// entryAt reads the data entry at directory byte offset off, checks it
-// against the index's hash and reports whether it is name.
+// dirBlock reads directory block lb (fork block number) through the cache
+// of checked blocks; check runs once, on a cache miss.
+func (f *FS) dirBlock(in *inode, br *blockReader, lb uint64, check func([]byte) error) ([]byte, error) {
+	key := checkedKey{ino: in.ino, kind: kindDirBlock, block: lb}
+	if b, ok := f.checkedCache.Get(key); ok {
+		return b.([]byte), nil
+	}
+	b, found, err := br.read(lb, uint64(1)<<f.dirBlkLog)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, corrupt("directory %d: block %d is a hole", in.ino, lb)
+	}
+	if err := check(b); err != nil {
+		return nil, err
+	}
+	f.checkedCache.Add(key, b, len(b)+64)
+	return b, nil
+}
+
+// entryAt decodes the data entry at directory byte offset off (from the
+// index), checks it against the index's hash and reports whether it is
+// name. The data block is checked whole once (then cached); the entry is
+// checked to be one (its tag is its offset).
 func (f *FS) entryAt(in *inode, br *blockReader, off uint64, hash uint32, name string) (volume.Entry, bool, error) {
 	db, o := off/uint64(f.dirBlk), int(off%uint64(f.dirBlk))
 	fsbPerDir := uint64(1) << f.dirBlkLog
 	if off >= dirLeafOffset {
 		return volume.Entry{}, false, corrupt("directory %d: index points to offset %d", in.ino, off)
 	}
-	b, found, err := br.read(db*fsbPerDir, fsbPerDir)
-	if err != nil {
-		return volume.Entry{}, false, err
-	}
-	if !found {
-		return volume.Entry{}, false, corrupt("directory %d: index points into hole at block %d", in.ino, db)
-	}
-	var got volume.Entry
-	hit := false
-	err = f.parseDataBlock(in, b, br.daddr(db*fsbPerDir), func(e volume.Entry, pos int) error {
-		if pos == o {
-			got, hit = e, true
-		}
-		return nil
+	lb := db * fsbPerDir
+	b, err := f.dirBlock(in, br, lb, func(b []byte) error {
+		return f.parseDataBlock(in, b, br.daddr(lb), func(volume.Entry, int) error { return nil })
 	})
 	if err != nil {
 		return volume.Entry{}, false, err
 	}
-	if !hit {
+	ft, hdr := 0, dirDataHdrV4
+	if f.ftype {
+		ft = 1
+	}
+	if f.v5 {
+		hdr = dirDataHdrV5
+	}
+	if o < hdr || o%8 != 0 || o+12 > len(b) || be16(b[o:]) == 0xFFFF {
 		return volume.Entry{}, false, corrupt("directory %d: index points to no entry at offset %d", in.ino, off)
 	}
-	if h := hashName([]byte(got.Name)); h != hash {
-		return volume.Entry{}, false, corrupt("directory %d: index has hash %#x for %q, whose hash is %#x", in.ino, hash, got.Name, h)
+	nl := int(b[o+8])
+	l := (8 + 1 + nl + ft + 2 + 7) &^ 7
+	if nl == 0 || o+l > len(b) || int(be16(b[o+l-2:])) != o {
+		return volume.Entry{}, false, corrupt("directory %d: index points to no entry at offset %d", in.ino, off)
 	}
-	return got, got.Name == name, nil
+	got := b[o+9 : o+9+nl]
+	if h := hashName(got); h != hash {
+		return volume.Entry{}, false, corrupt("directory %d: index has hash %#x for %q, whose hash is %#x", in.ino, hash, got, h)
+	}
+	if string(got) != name {
+		return volume.Entry{}, false, nil
+	}
+	mode := unknownType
+	if ft == 1 {
+		mode = f.entryMode(b[o+9+nl])
+	}
+	return volume.Entry{Name: name, Ino: be64(b[o:]), Mode: mode}, true, nil
 }

@@ -77,10 +77,11 @@ const (
 
 // Cache bounds in bytes.
 const (
-	blockCacheBytes = 8 << 20
-	inodeCacheBytes = 4 << 20
-	dirCacheBytes   = 64 << 20
-	maxDirBytes     = 1 << 30 // directory data read for one listing
+	blockCacheBytes   = 8 << 20
+	inodeCacheBytes   = 4 << 20
+	dirCacheBytes     = 64 << 20
+	checkedCacheBytes = 16 << 20
+	maxDirBytes       = 1 << 30 // directory data read for one listing
 )
 
 // FS is an open XFS file system. It is safe for concurrent use.
@@ -112,10 +113,27 @@ type FS struct {
 	agMu  sync.Mutex
 	agErr map[uint64]error // AGI checks done so far
 
-	blockCache *lru.Cache[uint64, []byte]
-	inodeCache *lru.Cache[uint64, *inode]
-	dirCache   *lru.Cache[uint64, *dir]
+	blockCache   *lru.Cache[uint64, []byte]
+	inodeCache   *lru.Cache[uint64, *inode]
+	dirCache     *lru.Cache[uint64, *dir]
+	checkedCache *lru.Cache[checkedKey, any] // structures already checked
 }
+
+// checkedKey names a structure of one inode's fork that has passed its
+// checks (magic, CRC, owner, records): a bmbt node by file-system block,
+// or a directory block by fork block.
+type checkedKey struct {
+	ino   uint64
+	kind  uint8 // kindBmbt|fork, kindDirBlock
+	block uint64
+	level int
+}
+
+const (
+	kindBmbtData = iota
+	kindBmbtAttr
+	kindDirBlock
+)
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
@@ -276,6 +294,7 @@ func Open(r io.ReaderAt, size int64) (*FS, error) {
 	f.blockCache = lru.New[uint64, []byte](blockCacheBytes)
 	f.inodeCache = lru.New[uint64, *inode](inodeCacheBytes)
 	f.dirCache = lru.New[uint64, *dir](dirCacheBytes)
+	f.checkedCache = lru.New[checkedKey, any](checkedCacheBytes)
 
 	f.dirty = sb[0x7E] != 0 || f.logDirty()
 	in, err := f.inode(f.rootIno)
