@@ -499,3 +499,70 @@ func goingDown(mnt string) error {
 	}
 	return nil
 }
+
+// TestHugeFile reads a sparse file past 4 GiB at the kernel-written data
+// and in its holes.
+func TestHugeFile(t *testing.T) {
+	fsys := openImage(t, v5Image(t).path)
+	fl, err := fsys.Open(lookupPath(t, fsys, "huge"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fl.Size() != hugeOff+hugeLen+1000 {
+		t.Fatalf("size %d", fl.Size())
+	}
+	want := pattern(13, hugeLen)
+	for _, r := range []struct{ off, n int64 }{{hugeOff - 5000, 10000}, {hugeOff, hugeLen}, {hugeOff + hugeLen - 10, 2000}, {1 << 32, 8192}, {0, 4096}} {
+		b := make([]byte, r.n)
+		n, err := fl.ReadAt(b, r.off)
+		if err != nil && err != io.EOF {
+			t.Fatal(err)
+		}
+		for i := int64(0); i < int64(n); i++ {
+			var w byte
+			if p := r.off + i - hugeOff; p >= 0 && p < hugeLen {
+				w = want[p]
+			}
+			if b[i] != w {
+				t.Fatalf("byte %d: %#x, want %#x", r.off+i, b[i], w)
+			}
+		}
+	}
+	exts, err := fsys.Extents(lookupPath(t, fsys, "huge"))
+	if err != nil || len(exts) < 2 || exts[0].Physical != -1 || exts[0].Length < hugeOff-int64(fsys.bs) {
+		t.Errorf("Extents = %+v, %v", exts, err)
+	}
+}
+
+// TestShortFormI8 decodes a short-form directory whose inode numbers are
+// stored in 8 bytes (i8count), as on volumes with inodes above 2^32.
+func TestShortFormI8(t *testing.T) {
+	fsys := openImage(t, v5SmallImage(t).path)
+	sf, _ := fsys.inode(lookupPath(t, fsys, "sf"))
+	target := lookupPath(t, fsys, "small")
+	var b []byte
+	b = append(b, 2, 2)                                       // count, i8count
+	b = binary.BigEndian.AppendUint64(b, uint64(fsys.Root())) // parent
+	for i, name := range []string{"first", "second"} {
+		b = append(b, byte(len(name)), 0, byte(8*i))
+		b = append(b, name...)
+		b = append(b, 1) // ftype: regular file
+		b = binary.BigEndian.AppendUint64(b, target)
+	}
+	in := *sf
+	in.ino = 1 << 40 // not cached
+	in.size = int64(len(b))
+	in.data.lit = b
+	var got []volume.Entry
+	if err := fsys.parseShortForm(&in, func(e volume.Entry) { got = append(got, e) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0] != (volume.Entry{Name: "first", Ino: target}) || got[1].Name != "second" || got[1].Ino != target {
+		t.Errorf("entries %+v", got)
+	}
+	in.data.lit = b[:len(b)-3]
+	in.size -= 3
+	if err := fsys.parseShortForm(&in, func(volume.Entry) {}); !errors.Is(err, volume.ErrCorrupt) {
+		t.Errorf("truncated: %v", err)
+	}
+}
