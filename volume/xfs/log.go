@@ -62,22 +62,19 @@ func (f *FS) logDirty() bool {
 		}
 		head = hi
 	}
-	// Find the last record header before the head, scanning back (with
-	// wrap-around) in chunks.
+	// Find the last record header before the head, scanning back one
+	// basic block at a time (with wrap-around).
 	rec := int64(-1)
 	var hdr []byte
-	for back := int64(0); back < min(n, logBackScanBlocks) && rec < 0; back += logBackScanChunk {
-		cnt := min(logBackScanChunk, n-back)
-		for j := int64(1); j <= cnt; j++ {
-			i := ((head-back-j)%n + n) % n
-			b, ok := readBBs(i, 1)
-			if !ok {
-				return true
-			}
-			if be32(b) == logMagic {
-				rec, hdr = i, b
-				break
-			}
+	for back := int64(1); back <= min(n, logBackScanBlocks); back++ {
+		i := ((head-back)%n + n) % n
+		b, ok := readBBs(i, 1)
+		if !ok {
+			return true
+		}
+		if be32(b) == logMagic {
+			rec, hdr = i, b
+			break
 		}
 	}
 	if rec < 0 {

@@ -26,8 +26,7 @@
 // The log is never replayed: Open reads the on-disk state, and Dirty
 // reports whether the log holds changes that recovery would have applied
 // (see Dirty for what is checked). Realtime files (their data lives on a
-// separate device) and files on external-log volumes' log are not
-// readable: ErrUnsupported.
+// separate device) are not readable: ErrUnsupported.
 //
 // Corrupt structures give errors wrapping volume.ErrCorrupt for the
 // affected inode only; B+tree depths, loops and counts are bounded, and
