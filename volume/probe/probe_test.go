@@ -18,7 +18,7 @@ func needTools(t *testing.T, tools ...string) {
 	t.Helper()
 	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed (Debian packages gdisk, dosfstools, mtools, ntfs-3g, e2fsprogs)", tool)
+			t.Skipf("%s not installed (Debian packages gdisk, dosfstools, mtools, ntfs-3g, e2fsprogs, xfsprogs)", tool)
 		}
 	}
 }
@@ -134,5 +134,54 @@ func TestSignatureButBroken(t *testing.T) {
 	fsys, err := Open(bytes.NewReader(b), int64(len(b)))
 	if fsys != nil || err == nil || errors.Is(err, volume.ErrUnknownFS) || !strings.Contains(err.Error(), "ext4") {
 		t.Fatalf("Open = %v, %v", fsys, err)
+	}
+}
+
+// TestXFS opens a whole-volume XFS image (made with mkfs.xfs from a
+// protofile, no mount needed) through Open.
+func TestXFS(t *testing.T) {
+	needTools(t, "mkfs.xfs")
+	dir := t.TempDir()
+	hello := filepath.Join(dir, "hello.txt")
+	os.WriteFile(hello, []byte("hello from xfs\n"), 0o644)
+	proto := filepath.Join(dir, "proto")
+	os.WriteFile(proto, []byte("/dev/null\n0 0\nd--755 0 0\nhello.txt ---644 0 0 "+hello+"\n$\n"), 0o644)
+	img := filepath.Join(dir, "xfs.img")
+	sparseFile(t, img, 64<<20)
+	cmd := exec.Command("mkfs.xfs", "-q", "-f", "-L", "linuxxfs", "-p", proto, img)
+	// mkfs.xfs refuses file systems below 300 MB outside its own test suite.
+	cmd.Env = append(os.Environ(), "TEST_DIR=1", "TEST_DEV=1", "QA_CHECK_FS=1")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.xfs: %v\n%s", err, out)
+	}
+	f, err := os.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fsys, err := Open(f, 64<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fsys.Type() != "xfs" || fsys.Label() != "linuxxfs" {
+		t.Errorf("Type/Label = %q/%q", fsys.Type(), fsys.Label())
+	}
+	e, err := fsys.Lookup(fsys.Root(), "hello.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl, err := fsys.Open(e.Ino)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(io.NewSectionReader(fl, 0, fl.Size()))
+	if string(got) != "hello from xfs\n" {
+		t.Errorf("hello.txt = %q", got)
+	}
+	// An XFS magic with nothing else valid: the XFS error comes back.
+	b := make([]byte, 1<<16)
+	copy(b, "XFSB")
+	if fsys, err := Open(bytes.NewReader(b), int64(len(b))); fsys != nil || err == nil || !strings.Contains(err.Error(), "xfs") {
+		t.Fatalf("broken XFS: Open = %v, %v", fsys, err)
 	}
 }
