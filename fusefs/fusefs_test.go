@@ -209,30 +209,45 @@ func TestChainConcurrentReads(t *testing.T) {
 		t.Fatal(err)
 	}
 	contents := gen.Contents()
+	// Three ways of answering READs of disk data: from mappings of the
+	// layer files (the default), spliced (and preads for small ones), and
+	// copied through ReadAt.
+	modes := []struct {
+		name            string
+		noMap, noSplice bool
+	}{{"map", false, false}, {"splice", true, false}, {"copy", false, true}}
 	for _, direct := range []bool{false, true} {
-		for _, noSplice := range []bool{false, true} {
-			t.Run(fmt.Sprintf("direct-io=%v,no-splice=%v", direct, noSplice), func(t *testing.T) {
-				dir, srv := mountServer(t, checkpoint.Dir("", points...), fusefs.Options{ReadAheadKB: 1024, DirectIO: direct, NoSplice: noSplice})
+		for _, m := range modes {
+			t.Run(fmt.Sprintf("direct-io=%v,%s", direct, m.name), func(t *testing.T) {
+				dir, srv := mountServer(t, checkpoint.Dir("", points...), fusefs.Options{ReadAheadKB: 1024, DirectIO: direct, NoSplice: m.noSplice, NoMap: m.noMap})
 				maxRead := fmt.Sprintf("max_read=%d", fusefs.MaxRead)
 				if m, _ := os.ReadFile("/proc/self/mountinfo"); !strings.Contains(string(m), dir+" ") || !strings.Contains(string(m), maxRead) {
 					t.Errorf("mount options: want %s on %s", maxRead, dir)
 				}
 				concurrentReads(t, dir, gen, contents, size)
 				smallReads(t, dir, gen, contents, size)
-				// Both zero-copy paths and the copying one were taken
-				// (the chain mixes all layers and zeros), or only the
-				// copying one when splicing is off. With direct I/O the
-				// small reads are small READs: some lie in one file and
+				// Each mode took its own paths (the chain mixes all
+				// layers and zeros, so splicing both splices from one
+				// file and assembles pieces); with direct I/O the small
+				// reads are small READs, and some lie in one file and
 				// take the pread path.
 				st := srv.ReadStats()
-				if noSplice && (st.FromFile != 0 || st.Assembled != 0 || st.Pread != 0 || st.Copied == 0 || !st.SpliceOff) {
-					t.Errorf("--no-splice: %+v", st)
-				}
-				if !noSplice && (st.FromFile == 0 || st.Assembled == 0 || st.SpliceOff) {
-					t.Errorf("splicing: %+v", st)
-				}
-				if !noSplice && direct && st.Pread == 0 {
-					t.Errorf("direct I/O, 4 KiB reads: no READ took the pread path: %+v", st)
+				switch m.name {
+				case "copy":
+					if st.Mapped != 0 || st.FromFile != 0 || st.Assembled != 0 || st.Pread != 0 || st.Copied == 0 || !st.SpliceOff {
+						t.Errorf("copying: %+v", st)
+					}
+				case "map":
+					if st.Mapped == 0 || st.FromFile != 0 || st.Assembled != 0 || st.Pread != 0 {
+						t.Errorf("mapping: %+v", st)
+					}
+				case "splice":
+					if st.Mapped != 0 || st.FromFile == 0 || st.Assembled == 0 || st.SpliceOff {
+						t.Errorf("splicing: %+v", st)
+					}
+					if direct && st.Pread == 0 {
+						t.Errorf("direct I/O, 4 KiB reads: no READ took the pread path: %+v", st)
+					}
 				}
 				t.Logf("%+v", st)
 			})

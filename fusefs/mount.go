@@ -56,6 +56,9 @@ type Options struct {
 	// splicing file data to the kernel (see splice.go); for comparisons
 	// and troubleshooting.
 	NoSplice bool
+	// NoMap answers READs of disk data by splicing instead of writing
+	// them from mappings of the layer files (mapped.go); for comparisons.
+	NoMap bool
 	// Writable mounts read-write, so that nodes with a Writer accept
 	// writes; every other node still refuses them with EROFS.
 	Writable bool
@@ -123,7 +126,12 @@ func (s *Server) Inodes() int { return s.fs.inodes.len() }
 // `fusermount3 -u`).
 func (s *Server) Wait() {
 	s.sess.readers.Wait()
-	s.sess.closeOnce.Do(func() { syscall.Close(s.sess.fd) })
+	s.sess.closeOnce.Do(func() {
+		syscall.Close(s.sess.fd)
+		if m := s.fs.splicer.maps; m != nil {
+			m.close()
+		}
+	})
 }
 
 // DefaultReaders is how many goroutines read requests when

@@ -62,6 +62,9 @@ func newRawFS(root *checkpoint.Node, opts Options) *rawFS {
 		directIO:  opts.DirectIO,
 		writable:  opts.Writable,
 	}
+	if !opts.NoSplice && !opts.NoMap {
+		r.splicer.maps = &mappings{}
+	}
 	r.plain = newPlainTree(lg)
 	id := r.inodes.plainID(root)
 	r.inodes.ref(id, func() *inode { return &inode{mode: syscall.S_IFDIR, plain: root, parent: id} })
@@ -226,10 +229,18 @@ func (r *rawFS) Open(in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
 	return fuse.OK
 }
 
+// readHow says how a READ may be answered.
+type readHow struct {
+	// zeroCopy allows answers that do not copy the bytes through dest:
+	// from mappings (into iov, when not nil), spliced, or preads.
+	zeroCopy bool
+	iov      [][]byte // empty, with room for the pieces of a READ
+}
+
 // Read answers READ into dest (the reply buffer, len(dest) <= the size
 // asked): with bytes in dest, or, when splice is set, with a range of
 // files to splice. It takes no lock: the data served reads concurrently.
-func (r *rawFS) Read(in *fuse.ReadIn, dest []byte, splice bool) (readResult, fuse.Status) {
+func (r *rawFS) Read(in *fuse.ReadIn, dest []byte, how readHow) (readResult, fuse.Status) {
 	n := r.node(in.NodeId)
 	if n == nil {
 		return readResult{}, fuse.ENOENT
@@ -242,7 +253,7 @@ func (r *rawFS) Read(in *fuse.ReadIn, dest []byte, splice bool) (readResult, fus
 		if !st.Ok() {
 			return readResult{}, st
 		}
-		return r.readAt(n, f, f.Size(), dest, int64(in.Offset), splice)
+		return r.readAt(n, f, f.Size(), dest, int64(in.Offset), how)
 	}
 	if n.plain.Data == nil {
 		if n.plain.Size > 0 {
@@ -250,11 +261,11 @@ func (r *rawFS) Read(in *fuse.ReadIn, dest []byte, splice bool) (readResult, fus
 		}
 		return readResult{}, fuse.OK
 	}
-	return r.readAt(n, n.plain.Data, n.plain.Size, dest, int64(in.Offset), splice)
+	return r.readAt(n, n.plain.Data, n.plain.Size, dest, int64(in.Offset), how)
 }
 
 // readAt serves one READ from data, whose size is size.
-func (r *rawFS) readAt(n *inode, data io.ReaderAt, size int64, dest []byte, off int64, splice bool) (readResult, fuse.Status) {
+func (r *rawFS) readAt(n *inode, data io.ReaderAt, size int64, dest []byte, off int64, how readHow) (readResult, fuse.Status) {
 	if off >= size || len(dest) == 0 {
 		return readResult{}, fuse.OK
 	}
@@ -262,8 +273,8 @@ func (r *rawFS) readAt(n *inode, data io.ReaderAt, size int64, dest []byte, off 
 		dest = dest[:rem]
 	}
 	fm, isMapper := data.(checkpoint.FileMapper)
-	if isMapper && splice {
-		if res, ok := r.splicer.plan(fm, off, dest); ok {
+	if isMapper && how.zeroCopy {
+		if res, ok := r.splicer.plan(fm, off, dest, how.iov); ok {
 			return res, fuse.OK
 		}
 	}

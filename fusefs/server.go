@@ -67,7 +67,8 @@ func (s *session) serve(n int) {
 // reader reads and answers requests until the mount goes away.
 func (s *session) reader() {
 	defer s.readers.Done()
-	rd := &replier{s: s, in: make([]byte, readBufSize), out: make([]byte, MaxRead+4096)}
+	rd := &replier{s: s, in: make([]byte, readBufSize), out: make([]byte, MaxRead+4096), iov: make([][]byte, 1, maxPieces+1)}
+	rd.iov[0] = make([]byte, outHeaderSize)
 	defer rd.close()
 	last := time.Now()
 	for {
@@ -113,6 +114,9 @@ type replier struct {
 	in   []byte
 	out  []byte
 	pipe *pipe // for spliced READ replies; made on first use
+	// iov holds a reply written from mappings: the header, then the
+	// pieces.
+	iov [][]byte
 }
 
 func (rd *replier) close() {
@@ -377,21 +381,36 @@ func (rd *replier) read(in *fuse.ReadIn) {
 	h := &in.InHeader
 	size := min(int(in.Size), len(rd.out)-outHeaderSize)
 	dest := rd.out[outHeaderSize : outHeaderSize+size]
-	res, st := rd.s.fs.Read(in, dest, true)
+	sp := rd.s.fs.splicer
+	if sp.maps != nil {
+		// Held while the reply points into the mappings.
+		sp.maps.mu.RLock()
+	}
+	res, st := rd.s.fs.Read(in, dest, readHow{zeroCopy: true, iov: rd.iov[:1]})
+	if st.Ok() && res.iov != nil {
+		rd.writeReply(h, 0, res.iov)
+		sp.maps.mu.RUnlock()
+		sp.mapped.Add(1)
+		sp.maps.trim()
+		return
+	}
+	if sp.maps != nil {
+		sp.maps.mu.RUnlock()
+	}
 	if st.Ok() && res.data == nil && res.n > 0 {
 		fromFile := res.file != nil
 		sent := rd.spliceReply(h, &res)
 		res.done()
 		if sent {
 			if fromFile {
-				rd.s.fs.splicer.fromFile.Add(1)
+				sp.fromFile.Add(1)
 			} else {
-				rd.s.fs.splicer.assembled.Add(1)
+				sp.assembled.Add(1)
 			}
 			return
 		}
 		// Copy instead.
-		res, st = rd.s.fs.Read(in, dest, false)
+		res, st = rd.s.fs.Read(in, dest, readHow{})
 	}
 	if !st.Ok() {
 		rd.status(h, syscall.Errno(st))

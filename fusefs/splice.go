@@ -38,18 +38,24 @@ import (
 // reads from 4 threads on a fresh mount: the daemon's CPU time per MB read
 // dropped by a fifth or more).
 
-// splicer decides, per READ, whether and how to splice it.
+// splicer decides, per READ, whether and how to answer it without copying
+// the bytes through the daemon: from mappings of the layer files
+// (mapped.go), by splicing, or for small READs with one pread.
 type splicer struct {
-	// off disables splicing for the mount (Options.NoSplice, or the
+	// off disables all of it for the mount (Options.NoSplice, or the
 	// kernel refused a splice).
 	off atomic.Bool
+	// maps are the layer files' mappings; nil or off: splice instead.
+	maps *mappings
 	// What READs of FileMapper data became (ReadStats).
-	fromFile, assembled, pread, copied atomic.Int64
+	mapped, fromFile, assembled, pread, copied atomic.Int64
 }
 
 // ReadStats counts how the mount answered READs of disk data (files whose
 // Data is a checkpoint.FileMapper).
 type ReadStats struct {
+	// Mapped READs were written from mappings of the layer files.
+	Mapped int64
 	// FromFile READs were spliced from one layer file, Assembled ones
 	// from several files and zeros; Pread ones, too small to gain from
 	// splicing, were read from one layer file with one pread; Copied ones
@@ -61,7 +67,7 @@ type ReadStats struct {
 }
 
 func (s *splicer) stats() ReadStats {
-	return ReadStats{FromFile: s.fromFile.Load(), Assembled: s.assembled.Load(), Pread: s.pread.Load(), Copied: s.copied.Load(), SpliceOff: s.off.Load()}
+	return ReadStats{Mapped: s.mapped.Load(), FromFile: s.fromFile.Load(), Assembled: s.assembled.Load(), Pread: s.pread.Load(), Copied: s.copied.Load(), SpliceOff: s.off.Load()}
 }
 
 const pageSize = 4096
@@ -91,9 +97,11 @@ func newSplicer(disabled bool) *splicer {
 }
 
 // readResult is how a READ is answered: with bytes (in the reader's reply
-// buffer), or spliced from one file range, or assembled from pieces.
+// buffer), or written from mappings (iov), or spliced from one file
+// range, or assembled from pieces.
 type readResult struct {
 	data   []byte
+	iov    [][]byte
 	file   *os.File
 	off    int64
 	pieces *[]chain.Piece // from pieceSlices; returned by done
@@ -112,7 +120,7 @@ func (r *readResult) done() {
 // spliced from one file or from pieces, or (small READs from one file)
 // read into dest with pread. ok is false when the range must be copied
 // through ReadAt instead.
-func (s *splicer) plan(fm checkpoint.FileMapper, off int64, dest []byte) (res readResult, ok bool) {
+func (s *splicer) plan(fm checkpoint.FileMapper, off int64, dest []byte, iov [][]byte) (res readResult, ok bool) {
 	n := len(dest)
 	if s.off.Load() || n <= 0 || n > MaxRead {
 		return res, false
@@ -123,6 +131,12 @@ func (s *splicer) plan(fm checkpoint.FileMapper, off int64, dest []byte) (res re
 	if !found || len(ps) == 0 {
 		pieceSlices.Put(pp)
 		return res, false
+	}
+	if iov != nil && s.maps != nil && !s.maps.off.Load() && len(ps) < cap(iov) {
+		if res, ok := s.fromMaps(ps, n, iov); ok {
+			pieceSlices.Put(pp)
+			return res, true
+		}
 	}
 	if len(ps) == 1 && ps[0].File != nil {
 		f, foff := ps[0].File, ps[0].Offset
@@ -143,6 +157,23 @@ func (s *splicer) plan(fm checkpoint.FileMapper, off int64, dest []byte) (res re
 		return res, false
 	}
 	return readResult{pieces: pp, n: n}, true
+}
+
+// fromMaps returns the pieces as slices of the layer files' mappings (and
+// zeros), appended to iov; ok is false when a file is not mapped.
+func (s *splicer) fromMaps(ps []chain.Piece, n int, iov [][]byte) (readResult, bool) {
+	for _, p := range ps {
+		if p.File == nil {
+			iov = append(iov, zeros[:p.Length])
+			continue
+		}
+		b, ok := s.maps.slice(p.File, p.Offset, int(p.Length))
+		if !ok {
+			return readResult{}, false
+		}
+		iov = append(iov, b)
+	}
+	return readResult{iov: iov, n: n}, true
 }
 
 // slotsFor is an upper bound on the pipe buffers the pieces make: one per

@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -166,6 +167,8 @@ func serveMount(source, mnt string, mf mountFlags, ready func(error) error) (err
 		NoSplice:    mf.noSplice,
 		Log:         logrus.StandardLogger(),
 		ReaddirPlus: readdirPlusMode(os.Getenv("CKPTFS_READDIRPLUS")),
+		NoMap:       os.Getenv("CKPTFS_NO_MMAP") != "",
+		Readers:     envInt("CKPTFS_READERS"),
 	})
 	if err != nil {
 		return mountError(absMnt, mf, err)
@@ -183,7 +186,7 @@ func serveMount(source, mnt string, mf mountFlags, ready func(error) error) (err
 		select {
 		case <-done:
 			st := srv.ReadStats()
-			logrus.Infof("%s unmounted; READs of disk data: %d spliced from one file, %d assembled from several, %d small ones read with pread, %d copied", absMnt, st.FromFile, st.Assembled, st.Pread, st.Copied)
+			logrus.Infof("%s unmounted; READs of disk data: %d from mappings, %d spliced from one file, %d assembled from several, %d small ones read with pread, %d copied", absMnt, st.Mapped, st.FromFile, st.Assembled, st.Pread, st.Copied)
 			writeProfiles()
 			return nil
 		case s := <-sigs:
@@ -331,4 +334,11 @@ func readdirPlusMode(s string) fusefs.ReaddirPlusMode {
 		return fusefs.ReaddirPlusOff
 	}
 	return fusefs.ReaddirPlusAlways
+}
+
+// envInt reads a whole number from the environment (0 when unset or not a
+// number); for measurements.
+func envInt(name string) int {
+	n, _ := strconv.Atoi(os.Getenv(name))
+	return n
 }
