@@ -226,7 +226,7 @@ func listFileSystems(pt *chain.Chain, mtime time.Time, probe func(io.ReaderAt, i
 	}
 	var out []*Node
 	for _, p := range ps {
-		n, err := fsNode(fmt.Sprintf("%d-%s", p.Number, p.Label()), io.NewSectionReader(pt, p.Start, p.Size), p.Size, probe)
+		n, err := fsNode(fmt.Sprintf("%d-%s", p.Number, p.Label()), newPartReader(pt, p.Start, p.Size), p.Size, probe)
 		if err != nil {
 			logrus.Warnf("%s: partition %d: %v", pt.Leaf().Name(), p.Number, err)
 			continue
@@ -251,7 +251,7 @@ func fsNode(name string, r io.ReaderAt, size int64, probe func(io.ReaderAt, int6
 	if v == nil {
 		return nil, nil
 	}
-	return &Node{Name: name, IsDir: true, Mode: 0o555, FS: v}, nil
+	return &Node{Name: name, IsDir: true, Mode: 0o555, FS: v, FSData: r}, nil
 }
 
 // stem is a path's file name without its extension.

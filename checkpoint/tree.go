@@ -38,6 +38,10 @@ type Node struct {
 
 	// File system: the root of FS is rendered in place of this folder.
 	FS volume.FS
+	// FSData is what FS reads: the volume. When it is a FileMapper, the
+	// mount answers reads of files whose bytes a volume.DataMapper
+	// places on the volume straight from the layer files.
+	FSData io.ReaderAt
 
 	// Symlink.
 	Target string

@@ -63,8 +63,10 @@ type openFile struct {
 
 // mountedFS is one file system (volume.FS) of the mount.
 type mountedFS struct {
-	id   uint64
-	fs   volume.FS
+	id uint64
+	fs volume.FS
+	// data places the volume's bytes in files (nil: not known).
+	data checkpoint.FileMapper
 	node *checkpoint.Node // the plain node it is rendered in place of
 	// overflow numbers the inodes whose number is too large (see above).
 	overflow sync.Map // ino -> node ID
@@ -159,6 +161,7 @@ func (t *table) volumeOf(n *checkpoint.Node) *mountedFS {
 	v := t.volumes[n]
 	if v == nil {
 		v = &mountedFS{id: t.nextVol, fs: n.FS, node: n}
+		v.data, _ = n.FSData.(checkpoint.FileMapper)
 		t.nextVol++
 		t.volumes[n] = v
 	}

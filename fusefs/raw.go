@@ -253,6 +253,11 @@ func (r *rawFS) Read(in *fuse.ReadIn, dest []byte, how readHow) (readResult, fus
 		if !st.Ok() {
 			return readResult{}, st
 		}
+		if how.zeroCopy && how.iov != nil && n.vol.data != nil {
+			if res, ok := r.splicer.planVolume(f, n.vol.data, int64(in.Offset), dest, how.iov); ok {
+				return res, fuse.OK
+			}
+		}
 		return r.readAt(n, f, f.Size(), dest, int64(in.Offset), how)
 	}
 	if n.plain.Data == nil {

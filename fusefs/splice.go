@@ -13,6 +13,7 @@ import (
 
 	"github.com/ckptfs/ckptfs/chain"
 	"github.com/ckptfs/ckptfs/checkpoint"
+	"github.com/ckptfs/ckptfs/volume"
 )
 
 // Zero-copy reads.
@@ -157,6 +158,50 @@ func (s *splicer) plan(fm checkpoint.FileMapper, off int64, dest []byte, iov [][
 		return res, false
 	}
 	return readResult{pieces: pp, n: n}, true
+}
+
+// extentSlices recycles the extent lists of volume files' READs.
+var extentSlices = sync.Pool{New: func() any { s := make([]volume.Extent, 0, 16); return &s }}
+
+// planVolume answers a READ of len(dest) bytes at off of a volume file f
+// from the layer files' mappings, when f places those bytes verbatim on
+// the volume (volume.DataMapper) and vol places the volume in the layer
+// files; ok is false otherwise (then copy).
+func (s *splicer) planVolume(f volume.File, vol checkpoint.FileMapper, off int64, dest []byte, iov [][]byte) (readResult, bool) {
+	dm, isMapper := f.(volume.DataMapper)
+	if !isMapper || s.maps == nil || s.maps.off.Load() || s.off.Load() {
+		return readResult{}, false
+	}
+	n := min(int64(len(dest)), f.Size()-off)
+	if n <= 0 {
+		return readResult{}, false
+	}
+	ep := extentSlices.Get().(*[]volume.Extent)
+	defer extentSlices.Put(ep)
+	ext, ok := dm.MapData(off, n, (*ep)[:0])
+	*ep = ext
+	if !ok {
+		return readResult{}, false
+	}
+	pp := pieceSlices.Get().(*[]chain.Piece)
+	defer pieceSlices.Put(pp)
+	ps := (*pp)[:0]
+	for _, e := range ext {
+		if e.Physical < 0 {
+			ps = append(ps, chain.Piece{Length: e.Length})
+			continue
+		}
+		var found bool
+		if ps, found = vol.Pieces(e.Physical, e.Length, ps); !found {
+			*pp = ps
+			return readResult{}, false
+		}
+	}
+	*pp = ps
+	if len(ps) >= cap(iov) {
+		return readResult{}, false
+	}
+	return s.fromMaps(ps, int(n), iov)
 }
 
 // fromMaps returns the pieces as slices of the layer files' mappings (and

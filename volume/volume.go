@@ -109,3 +109,16 @@ type Extenter interface {
 	// is reported as the extent of the structure that holds it.
 	Extents(ino uint64) ([]Extent, error)
 }
+
+// DataMapper is implemented by files (volume.File) that can tell where
+// runs of their bytes lie verbatim on the volume. It is optional; the
+// mount uses it to answer reads of such files without copying them.
+type DataMapper interface {
+	// MapData appends to dst the pieces of bytes [off, off+n) of the file
+	// in order, Logical being the offset in the file: each piece lies
+	// verbatim at Physical on the volume, or reads as zeros (Physical
+	// -1). ok is false when some of the range is not stored verbatim
+	// (compressed, kept inside metadata, …) or lies past the end of the
+	// file: read it with ReadAt.
+	MapData(off, n int64, dst []Extent) (out []Extent, ok bool)
+}
