@@ -184,6 +184,11 @@ func TestRenderTree(t *testing.T) {
 	if st.Mode() != 0o640 || st.Sys().(*syscall.Stat_t).Uid != 1000 {
 		t.Errorf("vol/f.txt: mode %v uid %d", st.Mode(), st.Sys().(*syscall.Stat_t).Uid)
 	}
+	// Files of volumes report the page size as their preferred I/O size
+	// (diff -r allocates two such buffers per pair of files).
+	if bs := st.Sys().(*syscall.Stat_t).Blksize; bs != 4096 {
+		t.Errorf("vol/f.txt: st_blksize %d, want 4096", bs)
+	}
 	if _, err := os.ReadFile(filepath.Join(dir, "vol", "broken")); !errors.Is(err, syscall.EIO) {
 		t.Errorf("corrupt inode: %v, want EIO", err)
 	}

@@ -12,6 +12,9 @@ import (
 
 // Volume inodes: the folders, files and symlinks of a volume.FS.
 
+// volumeBlksize is the preferred I/O size reported for files of volumes.
+const volumeBlksize = 4096
+
 // volumeAttr fills fuse attributes from a volume's.
 func volumeAttr(a volume.Attr, out *fuse.Attr) {
 	out.Mode = modeType(a.Mode) | uint32(a.Mode.Perm())
@@ -27,7 +30,10 @@ func volumeAttr(a volume.Attr, out *fuse.Attr) {
 	out.Size = uint64(max(a.Size, 0))
 	out.Nlink = max(a.Nlink, 1)
 	out.Owner = fuse.Owner{Uid: a.Uid, Gid: a.Gid}
-	out.Blksize = MaxRead
+	// The page size, as most file systems report: programs size their
+	// buffers by it, and diff -r, for one, allocates (and faults in) two
+	// buffers of this size per pair of files it compares.
+	out.Blksize = volumeBlksize
 	if a.Alloc > 0 {
 		out.Blocks = uint64(a.Alloc+511) / 512
 	} else {
