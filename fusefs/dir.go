@@ -10,12 +10,15 @@ import (
 
 // Folders.
 //
-// OPENDIR is answered ENOSYS: the kernel then sends READDIR(PLUS) without
-// a handle and caches the listing itself (FOPEN_CACHE_DIR), which is safe
-// because folders never change while mounted. A listing is addressed by
-// offset: 0 is ".", 1 is "..", 2+i is the i-th entry; the entries of a
-// volume folder are listed once and kept with the folder's inode until the
-// kernel has read to the end.
+// Folders never change while mounted, so the kernel may keep their
+// listings (FOPEN_CACHE_DIR, FOPEN_KEEP_CACHE on OPENDIR): every later
+// listing of the folder is then served from the kernel's cache. A listing
+// made for a process that does not stat files (plus.go) lacks the files'
+// attributes, and is not kept: a process that does stat them must get
+// them when it lists the folder later. A listing is addressed by offset:
+// 0 is ".", 1 is "..", 2+i is the i-th entry; the entries of a volume
+// folder are listed once and kept with the folder's inode until the kernel
+// has read to the end.
 
 // dirEnt is one entry of a listing.
 type dirEnt struct {
@@ -28,9 +31,20 @@ type dirEnt struct {
 // dirListing is a folder's entries in order.
 type dirListing struct{ ents []dirEnt }
 
-// OpenDir implements fuse.RawFileSystem (see above).
+// OpenDir answers OPENDIR (see above).
 func (r *rawFS) OpenDir(in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
-	return fuse.ENOSYS
+	n := r.node(in.NodeId)
+	if n == nil {
+		return fuse.ENOENT
+	}
+	if n.mode != syscall.S_IFDIR {
+		return fuse.ENOTDIR
+	}
+	out.OpenFlags = fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_CACHE_DIR
+	if n.vol != nil && r.plus != nil && !r.plus.fullFiles(in.Pid) {
+		out.OpenFlags = fuse.FOPEN_KEEP_CACHE
+	}
+	return fuse.OK
 }
 
 // listing returns the entries of folder dir.
@@ -105,6 +119,13 @@ func (r *rawFS) readDir(in *fuse.ReadIn, out *fuse.DirEntryList, plus bool) fuse
 	}
 	end := uint64(len(l.ents)) + 2
 	k := in.Offset
+	// Whether files get their attributes (plus.go); folders always do.
+	fullFiles := true
+	if plus && r.plus != nil && dir.vol != nil {
+		if fullFiles = r.plus.fullFiles(in.Pid); !fullFiles {
+			r.plus.listedBare(in.Pid, dir.id)
+		}
+	}
 	for ; k < end; k++ {
 		e := fuse.DirEntry{Mode: syscall.S_IFDIR, Off: k + 1}
 		var de *dirEnt
@@ -127,8 +148,8 @@ func (r *rawFS) readDir(in *fuse.ReadIn, out *fuse.DirEntryList, plus bool) fuse
 		if eo == nil {
 			break
 		}
-		if de == nil {
-			continue // "." and "..": no entry (node ID 0)
+		if de == nil || (!fullFiles && de.mode != syscall.S_IFDIR) {
+			continue // "." and "..", or a file for a process that does not stat: no entry (node ID 0)
 		}
 		var c *inode
 		if dir.vol != nil {

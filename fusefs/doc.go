@@ -9,14 +9,14 @@
 // what each request costs. The tree never changes while mounted, and that
 // is what the mount is tuned for (docs/mount.md has the measurements):
 //
-//   - Few requests per file. A read-only mount answers OPEN and OPENDIR
-//     with ENOSYS, which tells the kernel (FUSE_NO_OPEN_SUPPORT,
-//     FUSE_NO_OPENDIR_SUPPORT) never to send OPEN, RELEASE, OPENDIR or
-//     RELEASEDIR again, to keep file pages cached across opens and to
-//     cache directory listings; FLUSH is answered ENOSYS for the same
-//     reason. Entry and attribute timeouts are long (one hour); directory
-//     listings come with the attributes of every entry (READDIRPLUS), so
-//     that walking a tree needs no LOOKUP per file.
+//   - Few requests per file. A read-only mount answers OPEN with ENOSYS,
+//     which tells the kernel (FUSE_NO_OPEN_SUPPORT) never to send OPEN or
+//     RELEASE again and to keep file pages cached across opens; FLUSH is
+//     answered ENOSYS for the same reason. Entry and attribute timeouts
+//     are long (one hour). Listings come with the attributes of their
+//     entries (READDIRPLUS) for the processes that stat what they list,
+//     so that walking a tree needs no LOOKUP per file, and without them
+//     for the others (plus.go); the kernel keeps complete listings.
 //   - Cheap requests. The inode table is one map keyed by the FUSE node
 //     ID, which is also the inode number shown (inodes.go); a file of a
 //     volume is opened once per inode and its reader kept with the inode;

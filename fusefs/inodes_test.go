@@ -5,11 +5,13 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/ckptfs/ckptfs/checkpoint"
+	"github.com/ckptfs/ckptfs/internal/testutil"
 	"github.com/ckptfs/ckptfs/volume"
 )
 
@@ -96,5 +98,38 @@ func TestInodeTableShrinks(t *testing.T) {
 	}
 	if st1.Sys().(*syscall.Stat_t).Ino != st2.Sys().(*syscall.Stat_t).Ino {
 		t.Errorf("inode number changed across a forget: %d, then %d", st1.Sys().(*syscall.Stat_t).Ino, st2.Sys().(*syscall.Stat_t).Ino)
+	}
+}
+
+// TestAdaptiveListings: listing a folder for a process that does not stat
+// its files (find -type f) makes no inodes for them; a process that stats
+// what it lists (ls -l) learns after a few files, and later folders come
+// with their files' attributes (no LOOKUP each). What both see is the same.
+func TestAdaptiveListings(t *testing.T) {
+	testutil.Need(t, "find", "ls")
+	const dirs, files = 3, 200
+	root := checkpoint.Dir("", &checkpoint.Node{Name: "vol", FS: wideFS(dirs, files)})
+	dir, srv := mountServer(t, root)
+	vol := filepath.Join(dir, "vol")
+	out := testutil.Run(t, "find", vol, "-type", "f")
+	if n := strings.Count(out, "\n"); n != dirs*files {
+		t.Fatalf("find listed %d files, want %d", n, dirs*files)
+	}
+	if n := srv.Inodes(); n > 2*dirs+4 {
+		t.Errorf("after find -type f the kernel holds %d inodes; want only the folders' (%d)", n, dirs)
+	}
+	// One ls -l of all three folders: the first folder's files are looked
+	// up one by one, which teaches the mount, and the next two folders'
+	// listings carry their files' attributes: no LOOKUP for them.
+	before := srv.Lookups()
+	out = testutil.Run(t, "ls", "-l", filepath.Join(vol, "d000"), filepath.Join(vol, "d001"), filepath.Join(vol, "d002"))
+	if n := strings.Count(out, "f0"); n != dirs*files {
+		t.Fatalf("ls -l listed %d files, want %d", n, dirs*files)
+	}
+	if n := srv.Lookups() - before; n < files || n > files+10 {
+		t.Errorf("ls -l of %d folders of %d files made %d LOOKUPs, want the first folder's %d", dirs, files, n, files)
+	}
+	if n := srv.Inodes(); n < dirs*files {
+		t.Errorf("after ls -l the kernel holds %d inodes, want at least %d", n, dirs*files)
 	}
 }

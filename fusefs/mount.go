@@ -71,10 +71,12 @@ type Options struct {
 	// Readers is how many goroutines read and answer requests
 	// (DefaultReaders when 0).
 	Readers int
-	// ReaddirPlus chooses how folders are listed: ReaddirPlusAlways (the
-	// default) answers every listing with the attributes of its entries,
-	// ReaddirPlusAuto lets the kernel ask for them only while a program
-	// also looks names up, ReaddirPlusOff never sends them.
+	// ReaddirPlus chooses how folders are listed: ReaddirPlusAdaptive
+	// (the default) gives the attributes of files to the processes that
+	// stat what they list (plus.go), ReaddirPlusAlways answers every
+	// listing with the attributes of its entries, ReaddirPlusAuto lets the
+	// kernel ask for them only while a program also looks names up,
+	// ReaddirPlusOff never sends them.
 	ReaddirPlus ReaddirPlusMode
 }
 
@@ -83,7 +85,8 @@ type ReaddirPlusMode int
 
 // READDIRPLUS policies (see Options.ReaddirPlus).
 const (
-	ReaddirPlusAlways ReaddirPlusMode = iota
+	ReaddirPlusAdaptive ReaddirPlusMode = iota
+	ReaddirPlusAlways
 	ReaddirPlusAuto
 	ReaddirPlusOff
 )
@@ -122,6 +125,10 @@ func (s *Server) ReadStats() ReadStats { return s.fs.splicer.stats() }
 // as the tree is walked and shrinks when the kernel forgets them.
 func (s *Server) Inodes() int { return s.fs.inodes.len() }
 
+// Lookups is the number of LOOKUP requests answered so far: what walking
+// the tree cost beyond its listings.
+func (s *Server) Lookups() int64 { return s.fs.lookups.Load() }
+
 // Wait returns when the file system is unmounted (by Unmount or by
 // `fusermount3 -u`).
 func (s *Server) Wait() {
@@ -159,7 +166,7 @@ func Mount(dir string, root *checkpoint.Node, opts Options) (*Server, error) {
 	}
 	sess := &session{fd: fd, fs: rfs, log: rfs.log, debug: opts.Debug, maxWrite: MaxRead, readAhead: MaxRead}
 	switch opts.ReaddirPlus {
-	case ReaddirPlusAlways:
+	case ReaddirPlusAdaptive, ReaddirPlusAlways:
 		sess.capsMask = fuse.CAP_READDIRPLUS
 	case ReaddirPlusAuto:
 		sess.capsMask = fuse.CAP_READDIRPLUS | fuse.CAP_READDIRPLUS_AUTO

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -33,6 +34,11 @@ type rawFS struct {
 	openFiles bool
 	directIO  bool
 	writable  bool
+	// plus decides which listings carry their files' attributes (nil:
+	// all of them).
+	plus *plusLearner
+	// lookups counts LOOKUP requests (Server.Lookups).
+	lookups atomic.Int64
 }
 
 func newRawFS(root *checkpoint.Node, opts Options) *rawFS {
@@ -61,6 +67,9 @@ func newRawFS(root *checkpoint.Node, opts Options) *rawFS {
 		openFiles: opts.DirectIO || opts.Writable,
 		directIO:  opts.DirectIO,
 		writable:  opts.Writable,
+	}
+	if opts.ReaddirPlus == ReaddirPlusAdaptive {
+		r.plus = &plusLearner{}
 	}
 	if !opts.NoSplice && !opts.NoMap {
 		r.splicer.maps = &mappings{}
@@ -99,6 +108,7 @@ func (r *rawFS) errno(in *inode, op string, err error) fuse.Status {
 
 // Lookup implements fuse.RawFileSystem.
 func (r *rawFS) Lookup(h *fuse.InHeader, name string, out *fuse.EntryOut) fuse.Status {
+	r.lookups.Add(1)
 	dir := r.node(h.NodeId)
 	if dir == nil {
 		return fuse.ENOENT
@@ -113,7 +123,7 @@ func (r *rawFS) Lookup(h *fuse.InHeader, name string, out *fuse.EntryOut) fuse.S
 	}
 	var st fuse.Status
 	if dir.vol != nil {
-		st = r.lookupVolume(dir, name, out)
+		st = r.lookupVolume(dir, name, h.Pid, out)
 	} else {
 		st = r.lookupPlain(dir, name, out)
 	}

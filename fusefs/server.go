@@ -196,9 +196,11 @@ func (rd *replier) handle(req []byte) {
 		rd.status(h, syscall.Errno(fs.Fsync(in)))
 	case opGetxattr, opListxattr:
 		rd.xattr(h, req)
-	case opFlush, opOpendir:
-		// See rawFS.Flush and rawFS.OpenDir: the kernel stops asking.
+	case opFlush:
+		// See rawFS.Flush: the kernel stops asking.
 		rd.status(h, syscall.ENOSYS)
+	case opOpendir:
+		answer(rd, h, req, fs.OpenDir)
 	case opRelease, opReleasedir:
 		rd.status(h, 0)
 	case opReaddir, opReaddirplus:
@@ -422,7 +424,7 @@ func (rd *replier) read(in *fuse.ReadIn) {
 // Capabilities a mount always asks for when the kernel offers them.
 const fixedCaps = fuse.CAP_ASYNC_READ | fuse.CAP_BIG_WRITES | fuse.CAP_NO_OPEN_SUPPORT |
 	fuse.CAP_PARALLEL_DIROPS | fuse.CAP_MAX_PAGES | fuse.CAP_CACHE_SYMLINKS |
-	fuse.CAP_EXPLICIT_INVAL_DATA | fuse.CAP_NO_OPENDIR_SUPPORT
+	fuse.CAP_EXPLICIT_INVAL_DATA
 
 // init answers INIT: the protocol version and what the mount uses.
 func (rd *replier) init(h *fuse.InHeader, req []byte) {

@@ -66,7 +66,7 @@ func (r *rawFS) volumeChild(dir *inode, ino uint64, a *fuse.Attr) (*inode, error
 }
 
 // lookupVolume looks name up in folder dir of a file system.
-func (r *rawFS) lookupVolume(dir *inode, name string, out *fuse.EntryOut) fuse.Status {
+func (r *rawFS) lookupVolume(dir *inode, name string, pid uint32, out *fuse.EntryOut) fuse.Status {
 	e, err := dir.vol.fs.Lookup(dir.ino, name)
 	if err != nil {
 		return r.errno(dir, "lookup "+strconv.Quote(name), err)
@@ -76,6 +76,9 @@ func (r *rawFS) lookupVolume(dir *inode, name string, out *fuse.EntryOut) fuse.S
 		return r.errno(dir, "stat "+strconv.Quote(name), err)
 	}
 	r.entry(out, c)
+	if r.plus != nil && c.mode != syscall.S_IFDIR {
+		r.plus.lookedUpFile(pid, dir.id)
+	}
 	return fuse.OK
 }
 

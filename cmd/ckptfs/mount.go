@@ -325,15 +325,17 @@ func mountError(mnt string, mf mountFlags, err error) error {
 }
 
 // readdirPlusMode reads the READDIRPLUS policy from CKPTFS_READDIRPLUS
-// (always, auto or off; for measurements).
+// (adaptive, always, auto or off; for measurements).
 func readdirPlusMode(s string) fusefs.ReaddirPlusMode {
 	switch s {
+	case "always":
+		return fusefs.ReaddirPlusAlways
 	case "auto":
 		return fusefs.ReaddirPlusAuto
 	case "off":
 		return fusefs.ReaddirPlusOff
 	}
-	return fusefs.ReaddirPlusAlways
+	return fusefs.ReaddirPlusAdaptive
 }
 
 // envInt reads a whole number from the environment (0 when unset or not a
