@@ -81,8 +81,7 @@ func runCp(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer view.Close()
-	tree := nav.New()
-	src, err := resolveSpec(tree, view.Root, fl.Arg(1))
+	src, err := resolveSpec(view.Root, fl.Arg(1))
 	if err != nil {
 		return err
 	}
@@ -96,7 +95,7 @@ func runCp(args []string, stdout, stderr io.Writer) error {
 		}
 		dst = filepath.Join(dst, src.name)
 	}
-	c := &copier{tree: tree, stderr: stderr, streams: *streams, links: map[linkKey]string{}}
+	c := &copier{stderr: stderr, streams: *streams, links: map[linkKey]string{}}
 	c.prog = c.newProgress(src.loc)
 	err = c.copy(src.loc, dst, src.display())
 	c.prog.Finish()
@@ -115,7 +114,7 @@ func catTo(w io.Writer, src spec) error {
 	var size int64
 	disp := src.display()
 	switch {
-	case !src.loc.In && nav.KindOf(src.loc.Node) == nav.File:
+	case !src.loc.In && src.loc.Node.Kind() == checkpoint.KindFile:
 		r, size = src.loc.Node.Data, src.loc.Node.Size
 	case src.loc.In:
 		v := src.loc.Node.FS
@@ -178,26 +177,26 @@ type spec struct {
 func (s spec) display() string { return s.point + ":" + s.prefix + s.loc.Path }
 
 // resolvePoint finds point folder name (a path of folders from root).
-func resolvePoint(tree *nav.Tree, root *checkpoint.Node, name string) (*checkpoint.Node, error) {
+func resolvePoint(root *checkpoint.Node, name string) (*checkpoint.Node, error) {
 	if name == "" {
 		return nil, fmt.Errorf("empty point name")
 	}
-	loc, err := tree.Walk(root, name)
+	loc, err := nav.Walk(root, name)
 	if err != nil {
 		return nil, err
 	}
-	if loc.In || nav.KindOf(loc.Node) != nav.Folder {
+	if loc.In || loc.Node.Kind() != checkpoint.KindFolder {
 		return nil, fmt.Errorf("%s is not a point folder", name)
 	}
 	return loc.Node, nil
 }
 
 // pointNames lists the point folders of a view for error messages.
-func pointNames(tree *nav.Tree, root *checkpoint.Node) string {
-	kids, _ := tree.Children(root)
+func pointNames(root *checkpoint.Node) string {
+	kids, _ := root.Entries()
 	var names []string
 	for _, k := range kids {
-		if nav.KindOf(k) == nav.Folder {
+		if k.Kind() == checkpoint.KindFolder {
 			names = append(names, fmt.Sprintf("%q", k.Name))
 		}
 	}
@@ -211,19 +210,19 @@ func pointNames(tree *nav.Tree, root *checkpoint.Node) string {
 // colons (Hyper-V's default checkpoint names do), so every colon is tried
 // as the separator, leftmost first; the first split whose point and path
 // both exist wins.
-func resolveSpec(tree *nav.Tree, root *checkpoint.Node, arg string) (spec, error) {
+func resolveSpec(root *checkpoint.Node, arg string) (spec, error) {
 	var firstErr error
 	found := false
 	for i := 0; i < len(arg); i++ {
 		if arg[i] != ':' {
 			continue
 		}
-		pt, err := resolvePoint(tree, root, arg[:i])
+		pt, err := resolvePoint(root, arg[:i])
 		if err != nil {
 			continue
 		}
 		found = true
-		s, err := resolveIn(tree, pt, arg[:i], arg[i+1:])
+		s, err := resolveIn(pt, arg[:i], arg[i+1:])
 		if err == nil {
 			return s, nil
 		}
@@ -238,16 +237,16 @@ func resolveSpec(tree *nav.Tree, root *checkpoint.Node, arg string) (spec, error
 		if !strings.Contains(arg, ":") {
 			return spec{}, fmt.Errorf("%w: %q is not POINT:PATH", errUsage, arg)
 		}
-		return spec{}, fmt.Errorf("%s: no such point (points: %s)", arg[:strings.IndexByte(arg, ':')], pointNames(tree, root))
+		return spec{}, fmt.Errorf("%s: no such point (points: %s)", arg[:strings.IndexByte(arg, ':')], pointNames(root))
 	}
 	return spec{}, fmt.Errorf("%s: not found", arg)
 }
 
 // resolveIn resolves PATH below point folder pt.
-func resolveIn(tree *nav.Tree, pt *checkpoint.Node, point, p string) (spec, error) {
+func resolveIn(pt *checkpoint.Node, point, p string) (spec, error) {
 	s := spec{point: point}
 	if strings.HasPrefix(p, "/") {
-		fss, err := tree.FileSystems(pt)
+		fss, err := nav.FileSystems(pt)
 		switch {
 		case len(fss) == 1:
 		case len(fss) == 0 && err != nil:
@@ -262,7 +261,7 @@ func resolveIn(tree *nav.Tree, pt *checkpoint.Node, point, p string) (spec, erro
 			return spec{}, fmt.Errorf("%s: the point has %d file systems (%s); give the path below the point, e.g. %s:%s%s",
 				point, len(fss), strings.Join(names, ", "), point, fss[0].Path, p)
 		}
-		loc, err := tree.Walk(fss[0].Node, p)
+		loc, err := nav.Walk(fss[0].Node, p)
 		if err != nil {
 			return spec{}, fmt.Errorf("%s:/%w", point, err)
 		}
@@ -272,7 +271,7 @@ func resolveIn(tree *nav.Tree, pt *checkpoint.Node, point, p string) (spec, erro
 		}
 		return s, nil
 	}
-	loc, err := tree.Walk(pt, p)
+	loc, err := nav.Walk(pt, p)
 	if err != nil {
 		return spec{}, fmt.Errorf("%s:%w", point, err)
 	}
@@ -291,7 +290,6 @@ type linkKey struct {
 
 // copier copies places of a tree to local files.
 type copier struct {
-	tree    *nav.Tree
 	stderr  io.Writer
 	streams string
 	prog    *progress
@@ -316,13 +314,13 @@ func (c *copier) newProgress(loc nav.Loc) *progress {
 // size adds up the data sizes below loc (errors count as 0).
 func (c *copier) size(loc nav.Loc) int64 {
 	if !loc.In {
-		switch nav.KindOf(loc.Node) {
-		case nav.File:
+		switch loc.Node.Kind() {
+		case checkpoint.KindFile:
 			return loc.Node.Size
-		case nav.FileSystem:
+		case checkpoint.KindFileSystem:
 			return c.size(loc.Enter())
-		case nav.Folder:
-			kids, _ := c.tree.Children(loc.Node)
+		case checkpoint.KindFolder:
+			kids, _ := loc.Node.Entries()
 			var n int64
 			for _, k := range kids {
 				n += c.size(nav.Loc{Node: k})
@@ -382,21 +380,21 @@ func (c *copier) copy(loc nav.Loc, dst, disp string) error {
 	c.entries++
 	if !loc.In {
 		n := loc.Node
-		switch nav.KindOf(n) {
-		case nav.FileSystem:
+		switch n.Kind() {
+		case checkpoint.KindFileSystem:
 			return c.copy(loc.Enter(), dst, disp)
-		case nav.File:
+		case checkpoint.KindFile:
 			if err := c.copyFile(n.Data, n.Size, dst, 0o644, disp); err != nil {
 				return err
 			}
 			return setTimes(dst, n.Mtime, n.Mtime)
-		case nav.Symlink:
+		case checkpoint.KindSymlink:
 			if err := replaceSymlink(n.Target, dst); err != nil {
 				return err
 			}
 			return setTimes(dst, n.Mtime, n.Mtime)
 		}
-		kids, err := c.tree.Children(n)
+		kids, err := n.Entries()
 		if err != nil {
 			return readErr(disp, err)
 		}

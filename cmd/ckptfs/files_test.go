@@ -598,10 +598,9 @@ func buildFixture(t *testing.T, dir string) *fixture {
 	v, err := checkpoint.OpenView(f.dir, chain.Options{}, checkpoint.FileTreeOptions{FileSystems: probe.Open})
 	must(t, err)
 	defer v.Close()
-	tr := nav.New()
-	pt, err := tr.Walk(v.Root, "Disk")
+	pt, err := nav.Walk(v.Root, "Disk")
 	must(t, err)
-	fss, err := tr.FileSystems(pt.Node)
+	fss, err := nav.FileSystems(pt.Node)
 	must(t, err)
 	for _, l := range fss {
 		switch typ := l.Node.FS.Type(); {
