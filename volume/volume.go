@@ -109,3 +109,19 @@ type Extenter interface {
 	// is reported as the extent of the structure that holds it.
 	Extents(ino uint64) ([]Extent, error)
 }
+
+// UnixPermissions is implemented by file systems that store Unix
+// permission bits and owners (ext2/3/4): their Attr.Mode permission bits,
+// Uid and Gid are the file system's own. Elsewhere (NTFS, FAT) the reader
+// makes them up, and they say nothing about the files.
+type UnixPermissions interface {
+	// HasUnixPermissions reports whether the file system stores them.
+	HasUnixPermissions() bool
+}
+
+// HasUnixPermissions reports whether f stores Unix permission bits and
+// owners (see UnixPermissions).
+func HasUnixPermissions(f FS) bool {
+	u, ok := f.(UnixPermissions)
+	return ok && u.HasUnixPermissions()
+}

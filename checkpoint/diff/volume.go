@@ -177,7 +177,7 @@ func (v *volPair) compareEntries(ea, eb *volume.Entry, rel string, deep bool) bo
 		return true
 	}
 	var reasons []string
-	posix := strings.HasPrefix(v.fb.Type(), "ext") && strings.HasPrefix(v.fa.Type(), "ext")
+	posix := volume.HasUnixPermissions(v.fa) && volume.HasUnixPermissions(v.fb)
 	if posix && sa.Mode.Perm() != sb.Mode.Perm() {
 		reasons = append(reasons, ReasonMode)
 	}

@@ -380,6 +380,10 @@ func (f *FS) Root() uint64 { return RootIno }
 // CaseInsensitive reports false: ext4 names are case-sensitive.
 func (f *FS) CaseInsensitive() bool { return false }
 
+// HasUnixPermissions reports true: ext2/3/4 store permission bits and
+// owners (volume.UnixPermissions).
+func (f *FS) HasUnixPermissions() bool { return true }
+
 // BlockSize returns the file system block size in bytes.
 func (f *FS) BlockSize() int64 { return f.bs }
 
