@@ -8,6 +8,7 @@ import (
 
 	"github.com/ckptfs/ckptfs/checkpoint"
 	"github.com/ckptfs/ckptfs/checkpoint/diff"
+	"github.com/ckptfs/ckptfs/checkpoint/nav"
 )
 
 func init() {
@@ -55,9 +56,9 @@ func runDiff(args []string, stdout, stderr io.Writer) error {
 	defer view.Close()
 	var pts [2]*checkpoint.Node
 	for i, name := range []string{fl.Arg(1), fl.Arg(2)} {
-		n, err := resolvePoint(view.Root, name)
+		n, err := nav.Point(view.Root, name)
 		if err != nil {
-			return fmt.Errorf("%s: no such point (points: %s)", name, pointNames(view.Root))
+			return err
 		}
 		pts[i] = n
 	}

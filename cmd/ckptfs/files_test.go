@@ -317,7 +317,8 @@ func (e *osEditor) rename(from, to string) {
 func (e *osEditor) symlink(rel, target string, mtime time.Time) {
 	os.Remove(e.p(rel))
 	must(e.t, os.Symlink(target, e.p(rel)))
-	setTimes(e.p(rel), mtime, mtime)
+	ts := unix.NsecToTimespec(mtime.UnixNano())
+	must(e.t, unix.UtimesNanoAt(unix.AT_FDCWD, e.p(rel), []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW))
 	e.parents(rel)
 	e.m[rel] = &entry{typ: "symlink", target: target, mtime: mtime, atime: mtime}
 }
