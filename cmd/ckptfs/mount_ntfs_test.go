@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ckptfs/ckptfs/fusefs/fusetest"
+	"github.com/ckptfs/ckptfs/disk/vhdxtest"
 	"github.com/ckptfs/ckptfs/internal/testutil"
 )
 
@@ -118,7 +118,7 @@ func TestMountGPTWithNTFS(t *testing.T) {
 	mtWrite(t, filepath.Join(n, "change.txt"), "before\n")
 	mtWrite(t, filepath.Join(n, "delete.txt"), "to be deleted\n")
 	big := make([]byte, 3*mib+123)
-	fusetest.Fill(big, 42)
+	vhdxtest.Fill(big, 42)
 	mtWrite(t, filepath.Join(n, "Users", "big.bin"), string(big))
 	unmount()
 	p2b := filepath.Join(work, "p2b.img")
@@ -149,11 +149,11 @@ func TestMountGPTWithNTFS(t *testing.T) {
 	src := filepath.Join(work, "vm")
 	os.Mkdir(src, 0o755)
 	base := filepath.Join(src, "Win.vhdx")
-	if got, want := qemuBase(t, rawA, base, "subformat=dynamic,block_size=2M"), fusetest.SHA256Bytes(diskA); got != want {
+	if got, want := qemuBase(t, rawA, base, "subformat=dynamic,block_size=2M"), testutil.SHA256Bytes(diskA); got != want {
 		t.Fatalf("qemu-img round trip differs")
 	}
-	childPath := filepath.Join(src, fusetest.ChildName("Win"))
-	fusetest.DiffChild(t, fusetest.StandIn(t, base), base, childPath, diskA, diskB)
+	childPath := filepath.Join(src, vhdxtest.ChildName("Win"))
+	vhdxtest.DiffChild(t, vhdxtest.StandIn(t, base), base, childPath, diskA, diskB)
 	testutil.Unchanged(t, base, childPath)
 
 	mnt := mountDir(t)
@@ -163,7 +163,7 @@ func TestMountGPTWithNTFS(t *testing.T) {
 		dir  string
 		want []byte
 	}{{pA, diskA}, {pB, diskB}} {
-		if got := testutil.SHA256File(t, filepath.Join(c.dir, "Win.raw")); got != fusetest.SHA256Bytes(c.want) {
+		if got := testutil.SHA256File(t, filepath.Join(c.dir, "Win.raw")); got != testutil.SHA256Bytes(c.want) {
 			t.Errorf("%s/Win.raw differs", filepath.Base(c.dir))
 		}
 		ents, err := os.ReadDir(filepath.Join(c.dir, "Win.partitions"))

@@ -177,3 +177,19 @@ func VhdiMount(t testing.TB, file string) string {
 	}
 	return filepath.Join(mnt, last)
 }
+
+// SHA256 hashes size bytes of r.
+func SHA256(t testing.TB, r io.ReaderAt, size int64) string {
+	t.Helper()
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(r, 0, size)); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// SHA256Bytes hashes b.
+func SHA256Bytes(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
