@@ -125,6 +125,19 @@ func Dir(name string, children ...*Node) *Node {
 	return &Node{Name: name, IsDir: true, Mode: 0o555, Children: children}
 }
 
+// Root returns the root folder of a tree, holding children: a folder
+// named "" whose modification time is the newest of theirs (a mount's
+// root then changes when a point does).
+func Root(children ...*Node) *Node {
+	r := Dir("", children...)
+	for _, c := range children {
+		if c.Mtime.After(r.Mtime) {
+			r.Mtime = c.Mtime
+		}
+	}
+	return r
+}
+
 // File returns a read-only, immutable file node.
 func File(name string, r io.ReaderAt, size int64) *Node {
 	return &Node{Name: name, Mode: 0o444, Data: r, Size: size, Immutable: true}

@@ -3,7 +3,6 @@ package checkpoint
 import (
 	"encoding/json"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/ckptfs/ckptfs/chain"
@@ -45,7 +44,7 @@ func OpenView(path string, opts chain.Options, tree FileTreeOptions) (*View, err
 					return nil, l.Err
 				}
 			}
-			return &View{Root: Dir("", BuildVMTree(inv, tree)...), close: inv.Close}, nil
+			return &View{Root: Root(BuildVMTree(inv, tree)...), close: inv.Close}, nil
 		}
 		inv.Close()
 	}
@@ -58,7 +57,7 @@ func OpenView(path string, opts chain.Options, tree FileTreeOptions) (*View, err
 		src.Close()
 		return nil, err
 	}
-	return &View{Root: Dir("", nodes...), close: src.Close}, nil
+	return &View{Root: Root(nodes...), close: src.Close}, nil
 }
 
 // pointInfo is the content of a point folder's .checkpoint.json.
@@ -140,5 +139,3 @@ func vmPointNode(vm *VM, p *Point, opts FileTreeOptions) *Node {
 	d.Children = append([]*Node{meta}, d.Children...)
 	return d
 }
-
-var _ = filepath.Base
