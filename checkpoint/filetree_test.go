@@ -197,10 +197,18 @@ func TestPartitions(t *testing.T) {
 			}
 			defer c.Close()
 			var probed []int64
-			opts := FileTreeOptions{FileSystems: func(r io.ReaderAt, size int64) (volume.FS, error) {
+			log := &ftLog{}
+			bad := int64(1 << 20) // the last partition's file system is damaged
+			if kind == "mbr" {
+				bad = 10240 * 512
+			}
+			opts := FileTreeOptions{Log: log, FileSystems: func(r io.ReaderAt, size int64) (volume.FS, error) {
 				probed = append(probed, size)
-				if size == 3<<20 || size == 6144*512 {
+				switch size {
+				case 3 << 20: // GPT 1 and MBR 1 (6144 sectors)
 					return ftFakeFS{}, nil
+				case bad:
+					return nil, fmt.Errorf("boot sector: %w", volume.ErrCorrupt)
 				}
 				return nil, fmt.Errorf("probe: %w", volume.ErrUnknownFS)
 			}}
@@ -252,6 +260,10 @@ func TestPartitions(t *testing.T) {
 			if len(fss) != 1 || fss[0].Name != ws[0].name || fss[0].FS == nil || !fss[0].IsDir {
 				t.Errorf("file systems: %+v", fss)
 			}
+			// The damaged one is left out, and the log says so.
+			if w := fmt.Sprintf("%s.vhdx: partition %d: boot sector: %v", strings.ToUpper(kind), len(ws), volume.ErrCorrupt); len(log.warns) != 1 || !strings.HasSuffix(log.warns[0], w) {
+				t.Errorf("warnings %q, want one ending in %q", log.warns, w)
+			}
 			for _, w := range ws {
 				var f *Node
 				for _, p := range ps {
@@ -297,3 +309,12 @@ func TestSourceErrors(t *testing.T) {
 }
 
 type ftFakeFS struct{ volume.FS }
+
+// ftLog is a Logger that keeps the warnings.
+type ftLog struct{ warns []string }
+
+func (l *ftLog) Warnf(format string, args ...any) {
+	l.warns = append(l.warns, fmt.Sprintf(format, args...))
+}
+func (l *ftLog) Infof(string, ...any)  {}
+func (l *ftLog) Debugf(string, ...any) {}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/ckptfs/ckptfs/chain"
 	"github.com/ckptfs/ckptfs/checkpoint"
 	"github.com/ckptfs/ckptfs/checkpoint/extract"
@@ -91,5 +93,5 @@ func runCp(args []string, stdout, stderr io.Writer) error {
 // openFilesView opens a source with file systems shown.
 func openFilesView(path string, cf chainFlags) (*checkpoint.View, error) {
 	return checkpoint.OpenView(path, chain.Options{SearchPaths: cf.searchPaths, IgnoreLinkage: cf.ignoreLinkage},
-		checkpoint.FileTreeOptions{FileSystems: probe.Open})
+		checkpoint.FileTreeOptions{FileSystems: probe.Open, Log: logrus.StandardLogger()})
 }
