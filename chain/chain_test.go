@@ -203,6 +203,10 @@ func TestLocators(t *testing.T) {
 				if !strings.Contains(err.Error(), b.leaf()) && !strings.Contains(err.Error(), filepath.Base(b.paths[1])) {
 					t.Errorf("error does not name the file: %v", err)
 				}
+				if strings.Contains(err.Error(), "--") {
+					t.Errorf("a library error names a flag: %v", err)
+				}
+				checkErrorType(t, err, b)
 				return
 			}
 			if err != nil {
@@ -217,6 +221,27 @@ func TestLocators(t *testing.T) {
 			}
 			mustEqual(t, "chain", readAll(t, ch), b.at(2))
 		})
+	}
+}
+
+// checkErrorType checks the details a linkage or missing-parent error
+// carries for errors.As.
+func checkErrorType(t *testing.T, err error, b built) {
+	t.Helper()
+	var le *LinkageError
+	var nf *ParentNotFoundError
+	switch {
+	case errors.As(err, &le):
+		if le.Child != b.leaf() || le.Parent != b.paths[1] || le.Key != disk.KeyParentLinkage || le.Expected == le.Actual ||
+			le.FoundBy != disk.KeyRelativePath || !errors.Is(le, ErrLinkageMismatch) {
+			t.Errorf("LinkageError %+v", le)
+		}
+	case errors.As(err, &nf):
+		if nf.Child != b.leaf() || len(nf.Tried) == 0 || len(nf.Locator) != 2 || nf.Locator[0].Key != disk.KeyRelativePath || !errors.Is(nf, ErrParentNotFound) {
+			t.Errorf("ParentNotFoundError %+v", nf)
+		}
+	default:
+		t.Errorf("%v: neither a *LinkageError nor a *ParentNotFoundError", err)
 	}
 }
 
@@ -237,7 +262,9 @@ func TestCycleAndDepth(t *testing.T) {
 	if err := b2.Save(pb); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Open(pa, Options{}); !errors.Is(err, ErrCycle) {
+	_, err := Open(pa, Options{})
+	var ce *CycleError
+	if !errors.Is(err, ErrCycle) || !errors.As(err, &ce) || ce.Child != pb || ce.Parent != pa || ce.Link != 0 {
 		t.Fatalf("cycle: got %v", err)
 	}
 	// Depth: a 6-file chain against a limit of 5.
@@ -265,7 +292,9 @@ func TestGeometryMismatch(t *testing.T) {
 	if err := child.Save(filepath.Join(dir, "child.avhdx")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Open(filepath.Join(dir, "child.avhdx"), Options{}); !errors.Is(err, ErrGeometryMismatch) {
+	_, err := Open(filepath.Join(dir, "child.avhdx"), Options{})
+	var ge *GeometryError
+	if !errors.Is(err, ErrGeometryMismatch) || !errors.As(err, &ge) || ge.Field != "virtual size" || ge.ChildValue != 2*disk.MiB || ge.ParentValue != 4*disk.MiB {
 		t.Fatalf("got %v", err)
 	}
 }

@@ -15,7 +15,8 @@ import (
 	"github.com/ckptfs/ckptfs/disk"
 )
 
-// Errors a chain can fail with; test with errors.Is.
+// Errors a chain can fail with; test with errors.Is. Most come as the
+// types of errors.go, which carry the details (errors.As).
 var (
 	ErrParentNotFound   = errors.New("parent not found")
 	ErrLinkageMismatch  = errors.New("parent linkage mismatch")
@@ -149,16 +150,16 @@ func locate(leaf string, opts Options) ([]Link, error) {
 		}
 		for i, s := range seen {
 			if os.SameFile(s, st) {
-				return nil, fmt.Errorf("%s: %w: its parent %s is already link %d of the chain", child.Path, ErrCycle, parent.Path, i)
+				return nil, &CycleError{Child: child.Path, Parent: parent.Path, Link: i}
 			}
 		}
 		seen = append(seen, st)
 		cm, pm := child.File.Metadata, parent.File.Metadata
 		if cm.VirtualSize != pm.VirtualSize {
-			return nil, fmt.Errorf("%s: %w: virtual size %d, parent %s has %d", child.Path, ErrGeometryMismatch, cm.VirtualSize, parent.Path, pm.VirtualSize)
+			return nil, &GeometryError{Child: child.Path, Parent: parent.Path, Field: "virtual size", ChildValue: int64(cm.VirtualSize), ParentValue: int64(pm.VirtualSize)}
 		}
 		if cm.LogicalSectorSize != pm.LogicalSectorSize {
-			return nil, fmt.Errorf("%s: %w: logical sector size %d, parent %s has %d", child.Path, ErrGeometryMismatch, cm.LogicalSectorSize, parent.Path, pm.LogicalSectorSize)
+			return nil, &GeometryError{Child: child.Path, Parent: parent.Path, Field: "logical sector size", ChildValue: int64(cm.LogicalSectorSize), ParentValue: int64(pm.LogicalSectorSize)}
 		}
 		links = append(links, parent)
 	}
@@ -284,17 +285,16 @@ func findParent(child Link, opts Options, files *FileSet) (Link, error) {
 			mismatch.Linkage.Ignored = true
 			return *mismatch, nil
 		}
-		return Link{}, fmt.Errorf("%s: %w: its %s is %s but parent %s (found through %s) has DataWriteGuid %s; use --ignore-linkage to open it anyway",
-			child.Path, ErrLinkageMismatch, mismatch.Linkage.Key, mismatch.Linkage.Expected.Braced(), mismatch.Path, mismatch.LocatorKey, mismatch.Linkage.Actual.Braced())
+		return Link{}, &LinkageError{Child: child.Path, Parent: mismatch.Path, FoundBy: mismatch.LocatorKey,
+			Key: mismatch.Linkage.Key, Expected: mismatch.Linkage.Expected, Actual: mismatch.Linkage.Actual}
 	}
-	var locs []string
+	nf := &ParentNotFoundError{Child: child.Path, Tried: dedupe(tried)}
 	for _, e := range pl.Entries {
 		if e.Key != disk.KeyParentLinkage && e.Key != disk.KeyParentLinkage2 {
-			locs = append(locs, fmt.Sprintf("%s=%q", e.Key, e.Value))
+			nf.Locator = append(nf.Locator, e)
 		}
 	}
-	return Link{}, fmt.Errorf("%s: %w (locator: %s; looked for %s); copy the parent beside it or add --search-path DIR",
-		child.Path, ErrParentNotFound, strings.Join(locs, ", "), strings.Join(dedupe(tried), ", "))
+	return Link{}, nf
 }
 
 func dedupe(s []string) []string {

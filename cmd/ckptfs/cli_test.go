@@ -3,12 +3,15 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 
+	"github.com/ckptfs/ckptfs/chain"
 	"github.com/ckptfs/ckptfs/checkpoint/vmtest"
 	"github.com/ckptfs/ckptfs/disk"
 	"github.com/ckptfs/ckptfs/disk/vhdxtest"
@@ -216,5 +219,29 @@ func TestExportVHDX(t *testing.T) {
 	testutil.Run(t, "qemu-img", "check", out)
 	if code, _, errs := cli("export", "--format", "vhdx", leaf, out); code == 0 || !strings.Contains(errs, "--force") {
 		t.Errorf("export over an existing file: %d %s", code, errs)
+	}
+}
+
+// TestAdvise checks that chain errors get the advice about flags, found
+// by type (errors.Is), once.
+func TestAdvise(t *testing.T) {
+	nf := fmt.Errorf("opening: %w", &chain.ParentNotFoundError{Child: "/x/child.avhdx", Tried: []string{"/x/base.vhdx"}})
+	le := &chain.LinkageError{Child: "/x/child.avhdx", Parent: "/x/base.vhdx", Key: "parent_linkage"}
+	for _, c := range []struct {
+		err  error
+		want string
+	}{
+		{nf, "; copy the parent beside it or add --search-path DIR"},
+		{advise(nf), "; copy the parent beside it or add --search-path DIR"},
+		{le, "; use --ignore-linkage to open it anyway"},
+		{errors.New("other"), "other"},
+	} {
+		got := advise(c.err).Error()
+		if !strings.HasSuffix(got, c.want) || strings.Count(got, "--") > 1 {
+			t.Errorf("advise(%v) = %q, want it to end in %q once", c.err, got, c.want)
+		}
+		if !errors.Is(advise(c.err), c.err) {
+			t.Errorf("advise(%v) does not wrap it", c.err)
+		}
 	}
 }

@@ -119,7 +119,7 @@ func serveMount(source, mnt string, mf mountFlags, ready func(error) error) (err
 	runtime.GOMAXPROCS(serveProcs(os.Getenv("GOMAXPROCS"), runtime.GOMAXPROCS(0)))
 	start := time.Now()
 	opts := chain.Options{SearchPaths: mf.searchPaths, IgnoreLinkage: mf.ignoreLinkage}
-	trees := checkpoint.FileTreeOptions{FileSystems: probe.Open}
+	trees := checkpoint.FileTreeOptions{FileSystems: probe.Open, Log: logrus.StandardLogger()}
 	var root *checkpoint.Node
 	if mf.rw {
 		var w *checkpoint.Writable
@@ -313,16 +313,25 @@ func writableError(source string, err error) error {
 
 // sourceError adds to an error opening SOURCE what the user can do.
 func sourceError(source string, err error) error {
+	var pe *fs.PathError
 	switch {
-	case errors.Is(err, fs.ErrNotExist) && !strings.Contains(err.Error(), "parent"):
+	case errors.As(err, &pe) && errors.Is(pe, fs.ErrNotExist) && sameName(pe.Path, source):
 		return fmt.Errorf("%w; SOURCE must be a .vhdx/.avhdx file or a folder holding such files", err)
 	case errors.Is(err, disk.ErrNotVHDX):
 		return fmt.Errorf("%w; SOURCE must be a .vhdx/.avhdx file or a folder holding only such disk files", err)
 	case errors.Is(err, checkpoint.ErrNoDisks):
 		return fmt.Errorf("%w; give a folder holding the .vhdx and .avhdx files, or one such file", err)
 	}
-	// chain errors (missing parent, linkage) already say what to do.
-	return err
+	// The daemon sends its error to the waiting parent as text: advise
+	// here.
+	return advise(err)
+}
+
+// sameName reports whether paths a and b name the same place.
+func sameName(a, b string) bool {
+	aa, err1 := filepath.Abs(a)
+	ab, err2 := filepath.Abs(b)
+	return err1 == nil && err2 == nil && aa == ab
 }
 
 // mountError explains a failed FUSE mount.
