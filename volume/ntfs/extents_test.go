@@ -105,6 +105,31 @@ func TestExtents(t *testing.T) {
 		t.Errorf("Names with a DOS alias: %+v", names)
 	}
 
+	// Paths: one per name, from the root; none for metafiles.
+	pf := NewPathFinder(fs)
+	for _, c := range []struct {
+		ino  uint64
+		want []string
+	}{
+		{ino("dir/big.bin"), []string{"dir/big.bin", "link.bin"}},
+		{ino("dir"), []string{"dir"}},
+		{ino("LongFileName.text"), []string{"LongFileName.text"}},
+		{recRoot, []string{""}},
+		{recMFT, nil},
+		{recUpCase, nil},
+	} {
+		got, err := pf.Paths(c.ino)
+		slices.Sort(got)
+		if err != nil || !slices.Equal(got, c.want) {
+			t.Errorf("Paths(%d) = %q, %v; want %q", c.ino, got, err, c.want)
+		}
+	}
+	for ino, want := range map[uint64]bool{recMFT: true, recVolume: true, 23: true, recRoot: false, ino("small.txt"): false} {
+		if IsMetafile(ino) != want {
+			t.Errorf("IsMetafile(%d) = %v", ino, !want)
+		}
+	}
+
 	// A scan sees every record, with the clusters of non-resident ones.
 	seen := map[uint64]volume.Extent{}
 	must(t, fs.ScanRecords(0, fs.RecordCount(), func(ri RecordInfo) error {
