@@ -142,9 +142,7 @@ func TestDirtyLog(t *testing.T) {
 			mustEqual(t, "replayed view vs model", got, im.ChainContents())
 
 			// qemu-img as an oracle, on a copy only: it replays in place.
-			if _, err := os.Stat("/usr/bin/qemu-img"); err != nil {
-				t.Skip("qemu-img not installed")
-			}
+			testutil.Need(t, "qemu-img")
 			cp := filepath.Join(dir, "copy.vhdx")
 			testutil.Run(t, "cp", path, cp)
 			testutil.Run(t, "qemu-img", "check", "-r", "all", cp)

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ckptfs/ckptfs/internal/testutil"
 )
 
 // wtLayer is what a chain reader needs from one layer; *File and *Writer
@@ -105,24 +107,6 @@ func wtCompare(t testing.TB, what string, got, want []byte) {
 	}
 }
 
-func wtNeed(t testing.TB, tools ...string) {
-	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s is not installed", tool)
-		}
-	}
-}
-
-func wtRun(t testing.TB, name string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
 func wtSHA(t testing.TB, path string) [32]byte {
 	t.Helper()
 	b, err := os.ReadFile(path)
@@ -157,7 +141,7 @@ func wtQemuBase(t testing.TB, path string, raw []byte, blockSize int) {
 	if err := os.WriteFile(rawPath, raw, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	wtRun(t, "qemu-img", "convert", "-f", "raw", "-O", "vhdx",
+	testutil.Run(t, "qemu-img", "convert", "-f", "raw", "-O", "vhdx",
 		"-o", fmt.Sprintf("subformat=dynamic,block_size=%d", blockSize), rawPath, path)
 	os.Remove(rawPath)
 }
@@ -265,7 +249,7 @@ func wtGenWrites(rng *rand.Rand, vsize, bs int64, n int, maxLen int64) []wtWrite
 }
 
 func TestCreateDifferencingStructure(t *testing.T) {
-	wtNeed(t, "qemu-img")
+	testutil.Need(t, "qemu-img")
 	dir := t.TempDir()
 	rng := rand.New(rand.NewPCG(1, 2))
 	raw := wtRandom(rng, 8*MiB)
@@ -396,7 +380,7 @@ func TestCreateDifferencingStructure(t *testing.T) {
 }
 
 func TestCreateErrors(t *testing.T) {
-	wtNeed(t, "qemu-img")
+	testutil.Need(t, "qemu-img")
 	dir := t.TempDir()
 	raw := wtRandom(rand.New(rand.NewPCG(3, 4)), 4*MiB)
 	base := filepath.Join(dir, "base.vhdx")
@@ -521,9 +505,9 @@ func TestWriterDifferencing(t *testing.T) {
 		{"4096-4M", 4096, 0, 4 * MiB, 40 * MiB, true, false, 100, 10},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			wtNeed(t, "qemu-img")
+			testutil.Need(t, "qemu-img")
 			if tc.vhdimount {
-				wtNeed(t, "vhdimount", "fusermount")
+				testutil.Need(t, "vhdimount", "fusermount")
 				if _, err := os.Stat("/dev/fuse"); err != nil {
 					t.Log("no /dev/fuse: vhdimount is not used")
 					tc.vhdimount = false
@@ -656,7 +640,7 @@ func TestWriterDifferencing(t *testing.T) {
 
 // TestWriterDynamic checks CreateDynamic against QEMU and vhdimount.
 func TestWriterDynamic(t *testing.T) {
-	wtNeed(t, "qemu-img")
+	testutil.Need(t, "qemu-img")
 	dir := t.TempDir()
 	rng := rand.New(rand.NewPCG(7, 7))
 	const vsize = 48 * MiB
@@ -705,12 +689,12 @@ func TestWriterDynamic(t *testing.T) {
 	if allocated < nonzero || allocated > nonzero+10 {
 		t.Errorf("%d blocks allocated for %d non-zero blocks", allocated, nonzero)
 	}
-	out := wtRun(t, "qemu-img", "check", path)
+	out := testutil.Run(t, "qemu-img", "check", path)
 	if !strings.Contains(out, "No errors") {
 		t.Errorf("qemu-img check: %s", out)
 	}
 	rawOut := filepath.Join(dir, "flat.raw")
-	wtRun(t, "qemu-img", "convert", "-f", "vhdx", "-O", "raw", path, rawOut)
+	testutil.Run(t, "qemu-img", "convert", "-f", "vhdx", "-O", "raw", path, rawOut)
 	got, err := os.ReadFile(rawOut)
 	if err != nil {
 		t.Fatal(err)
@@ -723,7 +707,7 @@ func TestWriterDynamic(t *testing.T) {
 // reader (in memory), OpenWriter (in place) and QEMU must all replay it,
 // also when the entry wraps round the end of the log.
 func TestWriterDirtyLog(t *testing.T) {
-	wtNeed(t, "qemu-img")
+	testutil.Need(t, "qemu-img")
 	for _, head := range []int64{0, 12 * KiB, MiB - 4*KiB} {
 		t.Run(fmt.Sprintf("head=%d", head), func(t *testing.T) {
 			dir := t.TempDir()
@@ -774,8 +758,8 @@ func TestWriterDirtyLog(t *testing.T) {
 			if err := os.WriteFile(cp, b, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			wtRun(t, "qemu-img", "check", "-r", "all", cp)
-			wtRun(t, "qemu-img", "convert", "-f", "vhdx", "-O", "raw", cp, cp+".raw")
+			testutil.Run(t, "qemu-img", "check", "-r", "all", cp)
+			testutil.Run(t, "qemu-img", "convert", "-f", "vhdx", "-O", "raw", cp, cp+".raw")
 			got, err := os.ReadFile(cp + ".raw")
 			if err != nil {
 				t.Fatal(err)
@@ -795,7 +779,7 @@ func TestWriterDirtyLog(t *testing.T) {
 				t.Fatalf("after OpenWriter: log %+v", f.Log)
 			}
 			wtCompare(t, "replayed in place", wtReadAll(t, []wtLayer{f}, nil), model)
-			wtRun(t, "qemu-img", "check", path)
+			testutil.Run(t, "qemu-img", "check", path)
 		})
 	}
 }
@@ -804,7 +788,7 @@ func TestWriterDirtyLog(t *testing.T) {
 // several times, then abandons the writer without Close: the file must read
 // correctly through its log, and again after OpenWriter replays it.
 func TestWriterLogWrap(t *testing.T) {
-	wtNeed(t, "qemu-img")
+	testutil.Need(t, "qemu-img")
 	dir := t.TempDir()
 	rng := rand.New(rand.NewPCG(11, 12))
 	const vsize = 32 * MiB
@@ -1032,7 +1016,7 @@ func wtRunHelper(t *testing.T, env []string, killAfter int, delay time.Duration)
 // synced reads back, and that nothing else changed. CKPTFS_CRASH_TRIALS
 // sets the number of trials (default 50).
 func TestWriterCrash(t *testing.T) {
-	wtNeed(t, "qemu-img")
+	testutil.Need(t, "qemu-img")
 	trials := 50
 	if s := os.Getenv("CKPTFS_CRASH_TRIALS"); s != "" {
 		n, err := strconv.Atoi(s)

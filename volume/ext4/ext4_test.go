@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,18 +19,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ckptfs/ckptfs/internal/testutil"
 	"github.com/ckptfs/ckptfs/volume"
 	"github.com/ckptfs/ckptfs/volume/internal/fstest"
 )
-
-func needTools(t testing.TB, tools ...string) {
-	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed (Debian package e2fsprogs)", tool)
-		}
-	}
-}
 
 func run(t testing.TB, stdin string, name string, args ...string) string {
 	t.Helper()
@@ -105,7 +96,7 @@ func prefill(t *testing.T, img string, size int64) {
 // makeFS builds an image with mkfs from src, then applies debugfs fixups.
 func makeFS(t *testing.T, mkfs string, args []string, src string, sizeMiB int64, fixups []string) string {
 	t.Helper()
-	needTools(t, mkfs, "debugfs", "e2fsck")
+	testutil.Need(t, mkfs, "debugfs", "e2fsck")
 	img := filepath.Join(t.TempDir(), "fs.img")
 	prefill(t, img, sizeMiB<<20)
 	run(t, "", mkfs, append(append([]string{"-q", "-F", "-E", "nodiscard"}, args...), "-d", src, img)...)
@@ -117,115 +108,8 @@ func makeFS(t *testing.T, mkfs string, args []string, src string, sizeMiB int64,
 
 func openImage(t *testing.T, img string) *FS {
 	t.Helper()
-	f, err := os.Open(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	st, _ := f.Stat()
-	if !Probe(f) {
-		t.Fatal("Probe = false")
-	}
-	fsys, err := Open(f, st.Size())
-	if err != nil {
-		t.Fatal(err)
-	}
+	fsys, _ := fstest.OpenImage(t, img, Probe, Open)
 	return fsys
-}
-
-// compareTree checks directory ino against host directory dir: names,
-// types, permissions, owners, link counts, mtimes (seconds), symlink
-// targets and every byte of every file. extra lists names present only in
-// the image.
-func compareTree(t *testing.T, fsys volume.FS, ino uint64, host string, extra map[string]bool) (files int) {
-	t.Helper()
-	hostEntries, err := os.ReadDir(host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := fsys.ReadDir(ino)
-	if err != nil {
-		t.Fatalf("ReadDir(%s): %v", host, err)
-	}
-	var gotNames, wantNames []string
-	for _, e := range got {
-		if !extra[e.Name] {
-			gotNames = append(gotNames, e.Name)
-		}
-	}
-	for _, e := range hostEntries {
-		wantNames = append(wantNames, e.Name())
-	}
-	sort.Strings(wantNames)
-	if strings.Join(gotNames, "\n") != strings.Join(wantNames, "\n") {
-		t.Fatalf("ReadDir(%s):\n got %q\nwant %q", host, gotNames, wantNames)
-	}
-	for _, e := range got {
-		if extra[e.Name] {
-			continue
-		}
-		hp := filepath.Join(host, e.Name)
-		hi, err := os.Lstat(hp)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if le, err := fsys.Lookup(ino, e.Name); err != nil || le != e {
-			t.Errorf("Lookup(%q) = %+v, %v", e.Name, le, err)
-		}
-		a, err := fsys.Stat(e.Ino)
-		if err != nil {
-			t.Fatalf("Stat(%s): %v", hp, err)
-		}
-		st := hi.Sys().(*syscall.Stat_t)
-		if a.Mode != hi.Mode() || e.Mode != hi.Mode().Type() {
-			t.Errorf("%s: mode %v (entry %v), want %v", hp, a.Mode, e.Mode, hi.Mode())
-		}
-		if a.Uid != st.Uid || a.Gid != st.Gid || a.Nlink != uint32(st.Nlink) {
-			t.Errorf("%s: uid/gid/nlink %d/%d/%d, want %d/%d/%d", hp, a.Uid, a.Gid, a.Nlink, st.Uid, st.Gid, st.Nlink)
-		}
-		if a.Mtime.Unix() != hi.ModTime().Unix() {
-			t.Errorf("%s: mtime %v, want %v", hp, a.Mtime, hi.ModTime())
-		}
-		switch {
-		case hi.IsDir():
-			files += compareTree(t, fsys, e.Ino, hp, nil)
-		case hi.Mode()&fs.ModeSymlink != 0:
-			want, _ := os.Readlink(hp)
-			if got, err := fsys.Readlink(e.Ino); got != want || err != nil {
-				t.Errorf("Readlink(%s) = %q, %v; want %q", hp, got, err, want)
-			}
-			if a.Size != int64(len(want)) {
-				t.Errorf("%s: symlink size %d", hp, a.Size)
-			}
-		case hi.Mode().IsRegular():
-			want, _ := os.ReadFile(hp)
-			if a.Size != int64(len(want)) {
-				t.Errorf("%s: size %d, want %d", hp, a.Size, len(want))
-			}
-			fl, err := fsys.Open(e.Ino)
-			if err != nil {
-				t.Fatalf("Open(%s): %v", hp, err)
-			}
-			data, err := io.ReadAll(io.NewSectionReader(fl, 0, fl.Size()+100))
-			if err != nil {
-				t.Fatalf("read %s: %v", hp, err)
-			}
-			if !bytes.Equal(data, want) {
-				t.Errorf("%s: content differs (%d vs %d bytes) at %d", hp, len(data), len(want), firstDiff(data, want))
-			}
-			files++
-		}
-	}
-	return files
-}
-
-func firstDiff(a, b []byte) int {
-	for i := range min(len(a), len(b)) {
-		if a[i] != b[i] {
-			return i
-		}
-	}
-	return min(len(a), len(b))
 }
 
 // buildTree writes the common test tree under src and returns debugfs
@@ -336,7 +220,7 @@ func TestImages(t *testing.T) {
 				t.Errorf("Label/Type = %q/%q", fsys.Label(), fsys.Type())
 			}
 			fstest.ConcurrentWalk(t, fsys)
-			n := compareTree(t, fsys, fsys.Root(), src, map[string]bool{"lost+found": true})
+			n := fstest.CompareTree(t, fsys, fsys.Root(), src, fstest.TreeOptions{Extra: map[string]bool{"lost+found": true}, Unix: true, Mtime: time.Second, FolderMtimes: true})
 			if n < 8 {
 				t.Errorf("only %d files compared", n)
 			}
@@ -536,7 +420,7 @@ func concurrentReads(t *testing.T, fl volume.File, want []byte) {
 					return
 				}
 				if got > 0 && !bytes.Equal(buf[:got], want[off:off+int64(got)]) {
-					t.Errorf("ReadAt(%d, %d): wrong data at %d", n, off, firstDiff(buf[:got], want[off:]))
+					t.Errorf("ReadAt(%d, %d): wrong data at %d", n, off, fstest.FirstDiff(buf[:got], want[off:]))
 					return
 				}
 			}
@@ -573,7 +457,7 @@ func TestDeepExtentTree(t *testing.T) {
 	want, _ := os.ReadFile(filepath.Join(src, "fragmented"))
 	got, _ := io.ReadAll(io.NewSectionReader(fl, 0, fl.Size()))
 	if !bytes.Equal(got, want) {
-		t.Fatalf("content differs at %d", firstDiff(got, want))
+		t.Fatalf("content differs at %d", fstest.FirstDiff(got, want))
 	}
 	concurrentReads(t, fl, want)
 }

@@ -11,25 +11,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/ckptfs/ckptfs/internal/testutil"
 	"github.com/ckptfs/ckptfs/volume"
 	"github.com/ckptfs/ckptfs/volume/internal/fstest"
 )
-
-func needTools(t testing.TB, tools ...string) {
-	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed (Debian packages dosfstools and mtools)", tool)
-		}
-	}
-}
 
 func run(t testing.TB, name string, args ...string) {
 	t.Helper()
@@ -91,7 +82,7 @@ type image struct {
 // cluster size holding makeTree's files and a fragmented big file.
 func buildImage(t *testing.T, fatBits, sector, spc int, sizeMiB int64) image {
 	t.Helper()
-	needTools(t, "mkfs.vfat", "mcopy", "mdel")
+	testutil.Need(t, "mkfs.vfat", "mcopy", "mdel")
 	dir := t.TempDir()
 	img := filepath.Join(dir, "fat.img")
 	f, err := os.Create(img)
@@ -156,89 +147,7 @@ func buildImage(t *testing.T, fatBits, sector, spc int, sizeMiB int64) image {
 
 func openImage(t *testing.T, path string) (*FS, *os.File) {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	st, _ := f.Stat()
-	if !Probe(f) {
-		t.Fatal("Probe = false")
-	}
-	fsys, err := Open(f, st.Size())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fsys, f
-}
-
-// compareTree checks that directory ino holds exactly the files under host.
-func compareTree(t *testing.T, fsys volume.FS, ino uint64, host string, checkTimes bool) int {
-	t.Helper()
-	hostEntries, err := os.ReadDir(host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := fsys.ReadDir(ino)
-	if err != nil {
-		t.Fatalf("ReadDir(%s): %v", host, err)
-	}
-	var gotNames, wantNames []string
-	for _, e := range got {
-		gotNames = append(gotNames, e.Name)
-	}
-	for _, e := range hostEntries {
-		wantNames = append(wantNames, e.Name())
-	}
-	sort.Strings(wantNames)
-	if !sort.StringsAreSorted(gotNames) {
-		t.Errorf("ReadDir(%s) not sorted", host)
-	}
-	if strings.Join(gotNames, "\n") != strings.Join(wantNames, "\n") {
-		t.Fatalf("ReadDir(%s):\n got %q\nwant %q", host, gotNames, wantNames)
-	}
-	files := 0
-	for _, e := range got {
-		hp := filepath.Join(host, e.Name)
-		hi, _ := os.Lstat(hp)
-		for _, name := range []string{e.Name, strings.ToUpper(e.Name), strings.ToLower(e.Name)} {
-			le, err := fsys.Lookup(ino, name)
-			if err != nil || le != e {
-				t.Errorf("Lookup(%q) = %+v, %v; want %+v", name, le, err, e)
-			}
-		}
-		a, err := fsys.Stat(e.Ino)
-		if err != nil {
-			t.Fatalf("Stat(%s): %v", hp, err)
-		}
-		if a.Mode.Type() != e.Mode || a.Mode.IsDir() != hi.IsDir() {
-			t.Errorf("%s: mode %v, entry mode %v", hp, a.Mode, e.Mode)
-		}
-		if hi.IsDir() {
-			files += compareTree(t, fsys, e.Ino, hp, checkTimes)
-			continue
-		}
-		want, _ := os.ReadFile(hp)
-		if a.Size != int64(len(want)) {
-			t.Errorf("%s: size %d, want %d", hp, a.Size, len(want))
-		}
-		if checkTimes && !a.Mtime.Equal(hi.ModTime()) {
-			t.Errorf("%s: mtime %v, want %v", hp, a.Mtime, hi.ModTime())
-		}
-		fl, err := fsys.Open(e.Ino)
-		if err != nil {
-			t.Fatalf("Open(%s): %v", hp, err)
-		}
-		gotData, err := io.ReadAll(io.NewSectionReader(fl, 0, fl.Size()+10))
-		if err != nil {
-			t.Fatalf("read %s: %v", hp, err)
-		}
-		if !bytes.Equal(gotData, want) {
-			t.Errorf("%s: content differs (%d vs %d bytes)", hp, len(gotData), len(want))
-		}
-		files++
-	}
-	return files
+	return fstest.OpenImage(t, path, Probe, Open)
 }
 
 func TestImages(t *testing.T) {
@@ -266,7 +175,7 @@ func TestImages(t *testing.T) {
 				t.Errorf("Label = %q", fsys.Label())
 			}
 			fstest.ConcurrentWalk(t, fsys)
-			n := compareTree(t, fsys, fsys.Root(), im.src, true)
+			n := fstest.CompareTree(t, fsys, fsys.Root(), im.src, fstest.TreeOptions{Mtime: time.Nanosecond})
 			if n < 300 {
 				t.Errorf("only %d files compared", n)
 			}

@@ -21,7 +21,9 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/ckptfs/ckptfs/internal/testutil"
 	"github.com/ckptfs/ckptfs/volume"
+	"github.com/ckptfs/ckptfs/volume/internal/fstest"
 )
 
 // toolPath finds an executable in PATH or the sbin directories (mkntfs
@@ -39,32 +41,12 @@ func toolPath(name string) string {
 	return ""
 }
 
-var (
-	toolsOnce sync.Once
-	toolsErr  string
-)
-
-// requireTools skips the test unless mkntfs, ntfs-3g, fusermount and a
-// usable /dev/fuse are available.
+// requireTools skips the test (fails it with CKPTFS_REQUIRE_TOOLS=1)
+// unless mkntfs, ntfs-3g and a usable FUSE are available.
 func requireTools(t testing.TB) {
 	t.Helper()
-	toolsOnce.Do(func() {
-		for _, tool := range []string{"mkntfs", "ntfs-3g", "fusermount"} {
-			if toolPath(tool) == "" {
-				toolsErr = tool + " not found (install the ntfs-3g and fuse packages)"
-				return
-			}
-		}
-		f, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0)
-		if err != nil {
-			toolsErr = "/dev/fuse is not usable: " + err.Error()
-			return
-		}
-		f.Close()
-	})
-	if toolsErr != "" {
-		t.Skip("skipping NTFS image test: " + toolsErr)
-	}
+	testutil.Need(t, "mkntfs", "ntfs-3g")
+	testutil.NeedFUSE(t)
 }
 
 // makeImage creates a sparse file of sizeMiB MiB in dir and formats it.
@@ -191,19 +173,7 @@ func (m *mount) path(rel string) string { return filepath.Join(m.dir, filepath.F
 // openImage opens the image file with the reader.
 func openImage(t testing.TB, img string) *FS {
 	t.Helper()
-	f, err := os.Open(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	st, err := f.Stat()
-	if err != nil {
-		t.Fatal(err)
-	}
-	fsys, err := Open(f, st.Size())
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
+	fsys, _ := fstest.OpenImage(t, img, Probe, Open)
 	return fsys
 }
 
