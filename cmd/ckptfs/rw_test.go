@@ -310,7 +310,7 @@ func TestMountRWCrash(t *testing.T) {
 		}()
 		time.Sleep(time.Duration(rng.Intn(150)) * time.Millisecond)
 		cmd.Process.Signal(syscall.SIGKILL)
-		cmd.Wait()
+		testutil.WaitKilled(t, cmd, mnt)
 		exec.Command("fusermount3", "-u", "-z", mnt).Run()
 		<-done
 		mu.Lock()

@@ -138,6 +138,52 @@ func isMounted(dir string) bool {
 	return false
 }
 
+// AbortFUSE aborts the FUSE connection of the mount at dir (root only,
+// through /sys/fs/fuse/connections): every request its daemon has not
+// answered fails. A daemon killed while one of its own threads waited on
+// its own mount (go-fuse opens a file in the mount once mounted) can then
+// exit; without it the daemon and whoever waits for it hang.
+func AbortFUSE(dir string) error {
+	abs, _ := filepath.Abs(dir)
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && f[4] == abs {
+			_, minor, ok := strings.Cut(f[2], ":")
+			if !ok {
+				break
+			}
+			return os.WriteFile(filepath.Join("/sys/fs/fuse/connections", minor, "abort"), []byte("1"), 0)
+		}
+	}
+	return fmt.Errorf("%s is not a mount point", abs)
+}
+
+// WaitKilled waits for cmd, a FUSE daemon serving dir that was sent
+// SIGKILL; if it has not exited after 5 seconds, it aborts the mount's
+// connection (AbortFUSE) and waits again.
+func WaitKilled(t testing.TB, cmd *exec.Cmd, dir string) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+		return
+	case <-time.After(5 * time.Second):
+	}
+	if err := AbortFUSE(dir); err != nil {
+		t.Logf("the killed daemon has not exited; aborting its connection: %v", err)
+	}
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the killed daemon of %s did not exit", dir)
+	}
+}
+
 // IsMounted reports whether dir is a mount point.
 func IsMounted(dir string) bool { return isMounted(dir) }
 
