@@ -35,16 +35,10 @@ func TestAgainstVhdimount(t *testing.T) {
 			defer leaf.Close()
 			for p := 0; p < leaf.Depth(); p++ {
 				img := testutil.VhdiMount(t, b.paths[len(b.paths)-1-p])
-				want, err := os.ReadFile(img)
-				if err != nil {
-					t.Fatal(err)
-				}
-				got := readAll(t, leaf.Point(p))
-				if !bytes.Equal(got, want) {
-					t.Fatalf("point %d (%s) differs from vhdimount: %s", p, filepath.Base(b.paths[len(b.paths)-1-p]), firstDiff(got, want))
-				}
+				pt := leaf.Point(p)
+				mustEqualFile(t, fmt.Sprintf("point %d (%s) vs vhdimount", p, filepath.Base(b.paths[len(b.paths)-1-p])), pt, pt.Size(), img)
 				// The model must agree too, or the generator is wrong.
-				mustEqual(t, "model", want, b.at(len(b.images)-1-p))
+				mustEqualFile(t, "model vs vhdimount", bytes.NewReader(b.at(len(b.images)-1-p)), pt.Size(), img)
 			}
 		})
 	}

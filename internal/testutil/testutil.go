@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -56,7 +57,9 @@ func Run(t testing.TB, name string, args ...string) string {
 	return out.String()
 }
 
-// SHA256File returns the hex SHA-256 of a file.
+// SHA256File returns the hex SHA-256 of a file. It hashes the file mapped
+// into memory: no copy through a buffer, which the race detector would
+// make some ten times dearer per byte.
 func SHA256File(t testing.TB, path string) string {
 	t.Helper()
 	f, err := os.Open(path)
@@ -65,6 +68,18 @@ func SHA256File(t testing.TB, path string) string {
 	}
 	defer f.Close()
 	h := sha256.New()
+	st, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Size() > 0 && st.Mode().IsRegular() {
+		b, err := syscall.Mmap(int(f.Fd()), 0, int(st.Size()), syscall.PROT_READ, syscall.MAP_SHARED)
+		if err == nil {
+			h.Write(b)
+			syscall.Munmap(b)
+			return hex.EncodeToString(h.Sum(nil))
+		}
+	}
 	if _, err := io.Copy(h, f); err != nil {
 		t.Fatal(err)
 	}
@@ -238,4 +253,19 @@ func SHA256(t testing.TB, r io.ReaderAt, size int64) string {
 func SHA256Bytes(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
+}
+
+// Long reports whether long tests were asked for (CKPTFS_LONG=1): 100 000
+// files, many crash trials, full-size fixtures. CI runs without them;
+// scripts/test-long runs them.
+func Long() bool { return os.Getenv("CKPTFS_LONG") != "" }
+
+// Scale returns full for a long run, or when the race detector is off;
+// otherwise small: the size of a byte-heavy, sequential part of a test
+// under the race detector (see Race).
+func Scale[N int | int64](full, small N) N {
+	if Long() || !Race {
+		return full
+	}
+	return small
 }
