@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -84,6 +85,34 @@ func SHA256File(t testing.TB, path string) string {
 		t.Fatal(err)
 	}
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// MapFile maps the file at path into memory, read-only, until unmap or
+// cleanup (an empty file gives nil). Tests compare what an oracle wrote
+// (qemu-img, a FUSE mount of vhdimount) through it: no copy into Go
+// memory, which the race detector makes some ten times dearer per byte.
+func MapFile(t testing.TB, path string) (b []byte, unmap func()) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Size() == 0 {
+		return nil, func() {}
+	}
+	b, err = syscall.Mmap(int(f.Fd()), 0, int(st.Size()), syscall.PROT_READ, syscall.MAP_SHARED)
+	if err != nil {
+		t.Fatalf("mmap %s: %v", path, err)
+	}
+	var once sync.Once
+	unmap = func() { once.Do(func() { syscall.Munmap(b) }) }
+	t.Cleanup(unmap)
+	return b, unmap
 }
 
 // Unchanged records the SHA-256 of files now and checks at cleanup that
