@@ -81,7 +81,7 @@ func mtWrite(t *testing.T, path, s string) {
 func TestMountGPTWithNTFS(t *testing.T) {
 	testutil.NeedFUSE(t)
 	testutil.Need(t, "qemu-img", "sgdisk", "mkfs.vfat", "mkntfs", "ntfs-3g", "mcopy", "mtype", "diff")
-	bin := mountBinary(t)
+	bin := sharedBinary(t)
 	work := t.TempDir()
 	const (
 		mib      = 1 << 20

@@ -19,17 +19,6 @@ import (
 	"github.com/ckptfs/ckptfs/internal/testutil"
 )
 
-// mountBinary builds ckptfs into a temporary folder.
-func mountBinary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "ckptfs")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
 // mountDir returns a new empty folder to mount on.
 func mountDir(t *testing.T) string {
 	t.Helper()
@@ -145,7 +134,7 @@ func qemuBase(t *testing.T, raw, out, opts string) string {
 func TestMountChains(t *testing.T) {
 	testutil.NeedFUSE(t)
 	testutil.Need(t, "qemu-img")
-	bin := mountBinary(t)
+	bin := sharedBinary(t)
 	src := t.TempDir()
 
 	gen := vhdxtest.Generate(t, src, "Disk", 6<<20+512*5, 3, 11)
@@ -276,7 +265,7 @@ func checkReadOnlyFDs(t *testing.T, pid int, dir string) {
 // to do, and leaves nothing mounted.
 func TestMountErrors(t *testing.T) {
 	testutil.NeedFUSE(t)
-	bin := mountBinary(t)
+	bin := sharedBinary(t)
 	src := t.TempDir()
 	notVHDX := filepath.Join(src, "notes.vhdx")
 	os.WriteFile(notVHDX, bytes.Repeat([]byte("not a disk "), 1000), 0o644)
@@ -344,7 +333,7 @@ func TestMountErrors(t *testing.T) {
 // cleanly and exits 0.
 func TestMountForegroundSignal(t *testing.T) {
 	testutil.NeedFUSE(t)
-	bin := mountBinary(t)
+	bin := sharedBinary(t)
 	g := vhdxtest.Generate(t, t.TempDir(), "Disk", 2<<20, 2, 8)
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		mnt := mountDir(t)
