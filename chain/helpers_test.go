@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"testing"
+
+	"github.com/ckptfs/ckptfs/internal/testutil"
 )
 
 func mkdirAll(t testing.TB, d string) {
@@ -41,20 +43,7 @@ func readAll(t testing.TB, c *Chain) []byte {
 // copy of the whole disk).
 func mustRead(t testing.TB, what string, c *Chain, want []byte) {
 	t.Helper()
-	if c.Size() != int64(len(want)) {
-		t.Fatalf("%s: size %d, want %d", what, c.Size(), len(want))
-	}
-	const piece = 1 << 20
-	buf := make([]byte, piece)
-	for off := int64(0); off < c.Size(); off += piece {
-		got := buf[:min(piece, c.Size()-off)]
-		if _, err := c.ReadAt(got, off); err != nil {
-			t.Fatalf("%s: ReadAt(%d, %d): %v", what, off, len(got), err)
-		}
-		if !bytes.Equal(got, want[off:off+int64(len(got))]) {
-			t.Fatalf("%s: at offset %d: %s", what, off, firstDiff(got, want[off:off+int64(len(got))]))
-		}
-	}
+	mustEqualReader(t, what, c, c.Size(), want)
 }
 
 func mustEqual(t testing.TB, what string, got, want []byte) {
@@ -65,30 +54,31 @@ func mustEqual(t testing.TB, what string, got, want []byte) {
 }
 
 // mustEqualFile compares the first size bytes of r (a virtual disk) with
-// the file at path, a piece at a time: large disks are not held in
-// memory.
-func mustEqualFile(t testing.TB, what string, c io.ReaderAt, size int64, path string) {
+// the file at path, mapped into memory, a piece at a time: large disks are
+// not copied into Go memory.
+func mustEqualFile(t testing.TB, what string, r io.ReaderAt, size int64, path string) {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
+	want, unmap := testutil.MapFile(t, path)
+	defer unmap()
+	mustEqualReader(t, what, r, size, want)
+}
+
+// mustEqualReader compares the first size bytes of r with want, a piece
+// at a time.
+func mustEqualReader(t testing.TB, what string, r io.ReaderAt, size int64, want []byte) {
+	t.Helper()
+	if int64(len(want)) != size {
+		t.Fatalf("%s: %d bytes, want %d", what, size, len(want))
 	}
-	defer f.Close()
-	if st, err := f.Stat(); err != nil || st.Size() != size {
-		t.Fatalf("%s: %s has %d bytes (%v), want %d", what, path, st.Size(), err, size)
-	}
-	const piece = 4 << 20
-	got, want := make([]byte, piece), make([]byte, piece)
+	const piece = 1 << 20
+	buf := make([]byte, piece)
 	for off := int64(0); off < size; off += piece {
-		n := min(piece, size-off)
-		if _, err := c.ReadAt(got[:n], off); err != nil {
-			t.Fatalf("%s: ReadAt(%d, %d): %v", what, off, n, err)
+		got := buf[:min(piece, size-off)]
+		if _, err := r.ReadAt(got, off); err != nil {
+			t.Fatalf("%s: ReadAt(%d, %d): %v", what, off, len(got), err)
 		}
-		if _, err := f.ReadAt(want[:n], off); err != nil {
-			t.Fatalf("%s: %s: %v", what, path, err)
-		}
-		if !bytes.Equal(got[:n], want[:n]) {
-			t.Fatalf("%s: at offset %d: %s", what, off, firstDiff(got[:n], want[:n]))
+		if w := want[off : off+int64(len(got))]; !bytes.Equal(got, w) {
+			t.Fatalf("%s: at offset %d: %s", what, off, firstDiff(got, w))
 		}
 	}
 }
