@@ -7,14 +7,11 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"math/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -34,13 +31,6 @@ func run(t testing.TB, stdin string, name string, args ...string) string {
 		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
 	}
 	return string(out)
-}
-
-// pattern returns n deterministic pseudo-random bytes.
-func pattern(seed int64, n int) []byte {
-	b := make([]byte, n)
-	rand.New(rand.NewSource(seed)).Read(b)
-	return b
 }
 
 // writeSparse writes a file of the given size with data only at the given
@@ -126,23 +116,23 @@ func buildTree(t *testing.T, src string, bs int64, htree bool) []string {
 	must(os.MkdirAll(filepath.Join(src, "a/b/c/d"), 0o755))
 	must(os.WriteFile(filepath.Join(src, "a/b/c/d/deep.txt"), []byte("deep\n"), 0o600))
 	must(os.WriteFile(filepath.Join(src, "empty"), nil, 0o644))
-	must(os.WriteFile(filepath.Join(src, "oneblock"), pattern(1, int(bs)), 0o644))
-	must(os.WriteFile(filepath.Join(src, "odd"), pattern(2, int(3*bs+7)), 0o640))
+	must(os.WriteFile(filepath.Join(src, "oneblock"), fstest.Pattern(1, int(bs)), 0o644))
+	must(os.WriteFile(filepath.Join(src, "odd"), fstest.Pattern(2, int(3*bs+7)), 0o640))
 	must(os.WriteFile(filepath.Join(src, "Grüße, 世界 ✓.txt"), []byte("non-ascii name\n"), 0o644))
-	must(os.WriteFile(filepath.Join(src, "big"), pattern(3, 3<<20+5), 0o644))
+	must(os.WriteFile(filepath.Join(src, "big"), fstest.Pattern(3, 3<<20+5), 0o644))
 	must(os.WriteFile(filepath.Join(src, "suid"), []byte("#!/bin/sh\n"), 0o755))
 	must(os.Chmod(filepath.Join(src, "suid"), 0o4755|fs.ModeSetuid))
 	must(os.Chmod(filepath.Join(src, "suid"), fs.ModeSetuid|0o755))
 	must(os.Chown(filepath.Join(src, "odd"), 1234, 5678))
 	// holes: data, hole, data, then a trailing hole
 	writeSparse(t, filepath.Join(src, "sparse"), 40*bs+123, map[int64][]byte{
-		0:       pattern(4, int(2*bs+10)),
-		20 * bs: pattern(5, int(bs)),
+		0:       fstest.Pattern(4, int(2*bs+10)),
+		20 * bs: fstest.Pattern(5, int(bs)),
 	})
 	// hole at the start, data at the end
-	writeSparse(t, filepath.Join(src, "leadinghole"), 30*bs+5, map[int64][]byte{28 * bs: pattern(6, int(2*bs+5))})
+	writeSparse(t, filepath.Join(src, "leadinghole"), 30*bs+5, map[int64][]byte{28 * bs: fstest.Pattern(6, int(2*bs+5))})
 	// unwritten: a hole that debugfs turns into unwritten extents
-	writeSparse(t, filepath.Join(src, "unwritten"), 50*bs, map[int64][]byte{0: pattern(7, int(bs)), 40 * bs: pattern(8, int(bs))})
+	writeSparse(t, filepath.Join(src, "unwritten"), 50*bs, map[int64][]byte{0: fstest.Pattern(7, int(bs)), 40 * bs: fstest.Pattern(8, int(bs))})
 	must(os.Symlink("oneblock", filepath.Join(src, "fastlink")))
 	must(os.Symlink(strings.Repeat("long/path/component/", 10)+"target", filepath.Join(src, "slowlink")))
 	must(os.Symlink("../does/not/exist", filepath.Join(src, "a/dangling")))
@@ -246,7 +236,7 @@ func TestImages(t *testing.T) {
 			}
 			fl, _ := fsys.Open(e.Ino)
 			want, _ := os.ReadFile(filepath.Join(src, "big"))
-			concurrentReads(t, fl, want)
+			fstest.ConcurrentReads(t, fl, want, 300000)
 			// A whole-file read coalesces contiguous blocks into few ReadAt calls.
 			calls := countReads(t, img, func(fsys *FS) {
 				fl, err := fsys.Open(e.Ino)
@@ -275,7 +265,7 @@ func TestImages(t *testing.T) {
 				e, _ := fsys.Lookup(fsys.Root(), "unwritten")
 				fl, _ := fsys.Open(e.Ino)
 				want, _ := os.ReadFile(filepath.Join(src, "unwritten"))
-				concurrentReads(t, fl, want)
+				fstest.ConcurrentReads(t, fl, want, 300000)
 			}
 		})
 	}
@@ -321,17 +311,6 @@ func checkLayout(t *testing.T, fsys *FS, extents, htree bool) {
 	}
 }
 
-// countingReader counts ReadAt calls.
-type countingReader struct {
-	r io.ReaderAt
-	n atomic.Int64
-}
-
-func (c *countingReader) ReadAt(p []byte, off int64) (int, error) {
-	c.n.Add(1)
-	return c.r.ReadAt(p, off)
-}
-
 // countReads opens img, runs warm, then returns how many ReadAt calls
 // measure makes.
 func countReads(t *testing.T, img string, warm, measure func(*FS)) int64 {
@@ -342,15 +321,15 @@ func countReads(t *testing.T, img string, warm, measure func(*FS)) int64 {
 	}
 	defer f.Close()
 	st, _ := f.Stat()
-	cr := &countingReader{r: f}
+	cr := &fstest.CountingReader{R: f}
 	fsys, err := Open(cr, st.Size())
 	if err != nil {
 		t.Fatal(err)
 	}
 	warm(fsys)
-	before := cr.n.Load()
+	before := cr.N.Load()
 	measure(fsys)
-	return cr.n.Load() - before
+	return cr.N.Load() - before
 }
 
 // segments lists the runs of in up to its size. Unwritten extents are
@@ -400,35 +379,6 @@ func isUnwritten(fsys *FS, in *inode, lb uint64) bool {
 	return walk(in.iblock[:])
 }
 
-// concurrentReads reads random ranges of fl from 8 goroutines.
-func concurrentReads(t *testing.T, fl volume.File, want []byte) {
-	t.Helper()
-	var wg sync.WaitGroup
-	for g := 0; g < 8; g++ {
-		wg.Add(1)
-		go func(seed int64) {
-			defer wg.Done()
-			rng := rand.New(rand.NewSource(seed))
-			buf := make([]byte, 300000)
-			for i := 0; i < 200; i++ {
-				off := rng.Int63n(int64(len(want)) + 100)
-				n := rng.Intn(len(buf))
-				got, err := fl.ReadAt(buf[:n], off)
-				wantN := max(0, int(min(off+int64(n), int64(len(want)))-off))
-				if got != wantN || (got < n && err != io.EOF) || (got == n && err != nil) {
-					t.Errorf("ReadAt(%d, %d) = %d, %v; want %d", n, off, got, err, wantN)
-					return
-				}
-				if got > 0 && !bytes.Equal(buf[:got], want[off:off+int64(got)]) {
-					t.Errorf("ReadAt(%d, %d): wrong data at %d", n, off, fstest.FirstDiff(buf[:got], want[off:]))
-					return
-				}
-			}
-		}(int64(g))
-	}
-	wg.Wait()
-}
-
 // TestDeepExtentTree uses 1 KiB blocks and 1500 fragments, which needs an
 // extent tree of depth 2.
 func TestDeepExtentTree(t *testing.T) {
@@ -437,7 +387,7 @@ func TestDeepExtentTree(t *testing.T) {
 	const bs = 1024
 	chunks := map[int64][]byte{}
 	for i := int64(0); i < 1500; i++ {
-		chunks[i*3*bs] = pattern(i, bs+int(i%3)*100)
+		chunks[i*3*bs] = fstest.Pattern(i, bs+int(i%3)*100)
 	}
 	writeSparse(t, filepath.Join(src, "fragmented"), 1500*3*bs+77, chunks)
 	img := makeFS(t, "mkfs.ext4", []string{"-b", "1024"}, src, 16, []string{fmt.Sprintf("sif /fragmented size %d", 1500*3*bs+77)})
@@ -459,7 +409,7 @@ func TestDeepExtentTree(t *testing.T) {
 	if !bytes.Equal(got, want) {
 		t.Fatalf("content differs at %d", fstest.FirstDiff(got, want))
 	}
-	concurrentReads(t, fl, want)
+	fstest.ConcurrentReads(t, fl, want, 300000)
 }
 
 // TestTripleIndirect reads an ext2 file whose data needs triple-indirect
@@ -468,7 +418,7 @@ func TestTripleIndirect(t *testing.T) {
 	src := filepath.Join(t.TempDir(), "src")
 	os.MkdirAll(src, 0o755)
 	const far = 65 << 20
-	chunks := map[int64][]byte{0: []byte("start"), 300 << 10: pattern(1, 5000), far: pattern(2, 3000)}
+	chunks := map[int64][]byte{0: []byte("start"), 300 << 10: fstest.Pattern(1, 5000), far: fstest.Pattern(2, 3000)}
 	writeSparse(t, filepath.Join(src, "far"), far+3000, chunks)
 	img := makeFS(t, "mkfs.ext2", []string{"-b", "1024"}, src, 4, nil)
 	fsys := openImage(t, img)
@@ -633,7 +583,7 @@ func lastLine(s string) string {
 func TestCorruption(t *testing.T) {
 	src := filepath.Join(t.TempDir(), "src")
 	os.MkdirAll(filepath.Join(src, "dir"), 0o755)
-	os.WriteFile(filepath.Join(src, "dir/file"), pattern(1, 100000), 0o644)
+	os.WriteFile(filepath.Join(src, "dir/file"), fstest.Pattern(1, 100000), 0o644)
 	os.WriteFile(filepath.Join(src, "other"), []byte("fine"), 0o644)
 	img := makeFS(t, "mkfs.ext4", []string{"-b", "4096"}, src, 16, nil)
 	orig, _ := os.ReadFile(img)

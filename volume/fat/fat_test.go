@@ -7,13 +7,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"math/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,13 +28,6 @@ func run(t testing.TB, name string, args ...string) {
 	}
 }
 
-// pattern returns n deterministic pseudo-random bytes.
-func pattern(seed int64, n int) []byte {
-	b := make([]byte, n)
-	rand.New(rand.NewSource(seed)).Read(b)
-	return b
-}
-
 var mtime = time.Date(2021, 3, 4, 5, 6, 8, 0, time.UTC)
 
 // makeTree writes the test tree under dir and returns the path of the big
@@ -47,15 +37,15 @@ func makeTree(t *testing.T, dir string, cluster int) {
 	files := map[string][]byte{
 		"lower.txt":                        []byte("hi\n"),
 		"UPPER.TXT":                        []byte("upper"),
-		"Mixed Case Long Name.TXT":         pattern(1, 3*cluster+17),
+		"Mixed Case Long Name.TXT":         fstest.Pattern(1, 3*cluster+17),
 		"Ünïcödé 日本語.txt":                  []byte("non-ascii"),
 		"empty":                            nil,
-		"exact":                            pattern(2, cluster),
-		"sub/deeper/a.b":                   pattern(3, 100),
-		"sub/deeper/A name that is long.x": pattern(4, 5000),
+		"exact":                            fstest.Pattern(2, cluster),
+		"sub/deeper/a.b":                   fstest.Pattern(3, 100),
+		"sub/deeper/A name that is long.x": fstest.Pattern(4, 5000),
 	}
 	for i := 0; i < 300; i++ { // a directory spanning several clusters
-		files[fmt.Sprintf("many/file number %03d.dat", i)] = pattern(int64(100+i), i)
+		files[fmt.Sprintf("many/file number %03d.dat", i)] = fstest.Pattern(int64(100+i), i)
 	}
 	for name, data := range files {
 		p := filepath.Join(dir, name)
@@ -107,7 +97,7 @@ func buildImage(t *testing.T, fatBits, sector, spc int, sizeMiB int64) image {
 	var fillers []string
 	for i := 0; i < 40; i++ {
 		p := filepath.Join(frag, fmt.Sprintf("f%02d", i))
-		os.WriteFile(p, pattern(int64(i), cluster), 0o644)
+		os.WriteFile(p, fstest.Pattern(int64(i), cluster), 0o644)
 		os.Chtimes(p, mtime, mtime)
 		fillers = append(fillers, p)
 	}
@@ -132,14 +122,14 @@ func buildImage(t *testing.T, fatBits, sector, spc int, sizeMiB int64) image {
 		}
 		f.Close()
 	}
-	big := pattern(99, 60*cluster+123)
+	big := fstest.Pattern(99, 60*cluster+123)
 	bigPath := filepath.Join(src, "big.bin")
 	os.WriteFile(bigPath, big, 0o644)
 	os.Chtimes(bigPath, mtime, mtime)
 	run(t, "mcopy", "-m", "-i", img, bigPath, "::/")
 	for i := 1; i < 40; i += 2 {
 		p := filepath.Join(src, fmt.Sprintf("f%02d", i))
-		os.WriteFile(p, pattern(int64(i), cluster), 0o644)
+		os.WriteFile(p, fstest.Pattern(int64(i), cluster), 0o644)
 		os.Chtimes(p, mtime, mtime)
 	}
 	return image{path: img, src: src, big: big, cluster: cluster}
@@ -191,12 +181,12 @@ func TestImages(t *testing.T) {
 			if runs := len(fl.(*File).runs); runs < 10 {
 				t.Errorf("big file has %d runs; the test wants it fragmented", runs)
 			}
-			concurrentReads(t, fl, im.big)
+			fstest.ConcurrentReads(t, fl, im.big, 200000)
 			// One ReadAt per run of contiguous clusters.
 			f, _ := os.Open(im.path)
 			defer f.Close()
 			st, _ := f.Stat()
-			cr := &countingReader{r: f}
+			cr := &fstest.CountingReader{R: f}
 			fsys2, err := Open(cr, st.Size())
 			if err != nil {
 				t.Fatal(err)
@@ -205,12 +195,12 @@ func TestImages(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			before := cr.n.Load()
+			before := cr.N.Load()
 			buf := make([]byte, len(im.big))
 			if n, err := fl2.ReadAt(buf, 0); n != len(buf) || err != nil || !bytes.Equal(buf, im.big) {
 				t.Fatalf("whole read: %d, %v", n, err)
 			}
-			if calls, runs := cr.n.Load()-before, len(fl2.(*File).runs); calls != int64(runs) {
+			if calls, runs := cr.N.Load()-before, len(fl2.(*File).runs); calls != int64(runs) {
 				t.Errorf("whole read took %d ReadAt calls for %d runs", calls, runs)
 			}
 			// The 8.3 alias resolves too.
@@ -223,47 +213,6 @@ func TestImages(t *testing.T) {
 			}
 		})
 	}
-}
-
-// countingReader counts ReadAt calls.
-type countingReader struct {
-	r io.ReaderAt
-	n atomic.Int64
-}
-
-func (c *countingReader) ReadAt(p []byte, off int64) (int, error) {
-	c.n.Add(1)
-	return c.r.ReadAt(p, off)
-}
-
-// concurrentReads reads random ranges of fl from 8 goroutines.
-func concurrentReads(t *testing.T, fl volume.File, want []byte) {
-	t.Helper()
-	var wg sync.WaitGroup
-	for g := 0; g < 8; g++ {
-		wg.Add(1)
-		go func(seed int64) {
-			defer wg.Done()
-			rng := rand.New(rand.NewSource(seed))
-			buf := make([]byte, 200000)
-			for i := 0; i < 200; i++ {
-				off := rng.Int63n(int64(len(want)) + 100)
-				n := rng.Intn(len(buf))
-				got, err := fl.ReadAt(buf[:n], off)
-				end := min(off+int64(n), int64(len(want)))
-				wantN := max(0, int(end-off))
-				if got != wantN || (got < n && err != io.EOF) || (got == n && err != nil) {
-					t.Errorf("ReadAt(%d, %d) = %d, %v; want %d", n, off, got, err, wantN)
-					return
-				}
-				if got > 0 && !bytes.Equal(buf[:got], want[off:off+int64(got)]) {
-					t.Errorf("ReadAt(%d, %d): wrong data", n, off)
-					return
-				}
-			}
-		}(int64(g))
-	}
-	wg.Wait()
 }
 
 func TestCorruption(t *testing.T) {
