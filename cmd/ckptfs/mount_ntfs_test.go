@@ -8,58 +8,22 @@ import (
 	"sort"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/ckptfs/ckptfs/disk/vhdxtest"
 	"github.com/ckptfs/ckptfs/internal/testutil"
 )
 
-// ntfs3g mounts image on a new folder with ntfs-3g (in the foreground,
-// so unmounting can wait for it to finish writing) and returns the folder
-// and a function that unmounts it. Also called at cleanup.
-func ntfs3g(t *testing.T, image string, opts string) (string, func()) {
+// ntfs3g mounts image on a new folder with ntfs-3g and returns the folder
+// and a function that unmounts it (and waits for ntfs-3g to finish
+// writing). Also called at cleanup.
+func ntfs3g(t *testing.T, image string, opts ...string) (string, func()) {
 	t.Helper()
-	dir := mountDir(t)
-	o := "no_detach"
-	if opts != "" {
-		o += "," + opts
-	}
-	cmd := exec.Command("ntfs-3g", "-o", o, image, dir)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	for end := time.Now().Add(10 * time.Second); !testutil.IsMounted(dir); time.Sleep(10 * time.Millisecond) {
-		select {
-		case err := <-done:
-			t.Fatalf("ntfs-3g %s: %v\n%s", image, err, out.String())
-		default:
-		}
-		if time.Now().After(end) {
-			cmd.Process.Kill()
-			t.Fatalf("ntfs-3g %s: not mounted after 10 s\n%s", image, out.String())
+	m := testutil.MountNTFS3G(t, image, mountDir(t), opts...)
+	return m.Dir, func() {
+		if err := m.Unmount(); err != nil {
+			t.Error(err)
 		}
 	}
-	unmounted := false
-	unmount := func() {
-		if unmounted {
-			return
-		}
-		unmounted = true
-		if err := testutil.Unmount(dir); err != nil {
-			t.Errorf("%v", err)
-		}
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Errorf("ntfs-3g %s did not exit", image)
-		}
-	}
-	t.Cleanup(unmount)
-	return dir, unmount
 }
 
 func mtWrite(t *testing.T, path, s string) {
@@ -112,7 +76,7 @@ func TestMountGPTWithNTFS(t *testing.T) {
 		t.Fatal(err)
 	}
 	testutil.Run(t, "mkntfs", "-F", "-Q", "-s", "512", "-p", "71680", "-H", "255", "-S", "63", "-L", "Data", p2a)
-	n, unmount := ntfs3g(t, p2a, "")
+	n, unmount := ntfs3g(t, p2a)
 	mtWrite(t, filepath.Join(n, "Users", "known.txt"), "hello from NTFS\n")
 	mtWrite(t, filepath.Join(n, "keep.txt"), "kept\n")
 	mtWrite(t, filepath.Join(n, "change.txt"), "before\n")
@@ -127,7 +91,7 @@ func TestMountGPTWithNTFS(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.WriteFile(p2b, b, 0o644)
-	n, unmount = ntfs3g(t, p2b, "")
+	n, unmount = ntfs3g(t, p2b)
 	mtWrite(t, filepath.Join(n, "change.txt"), "after, longer than before\n")
 	os.Remove(filepath.Join(n, "delete.txt"))
 	mtWrite(t, filepath.Join(n, "new.txt"), "new\n")

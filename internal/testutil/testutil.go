@@ -167,19 +167,22 @@ type mountError struct {
 
 func (e *mountError) Error() string { return "unmount " + e.dir + ": " + e.out }
 
-func isMounted(dir string) bool {
+func isMounted(dir string) bool { return mountOf(dir) != nil }
+
+// mountOf returns the fields of /proc/self/mountinfo's line for the mount
+// point dir, or nil.
+func mountOf(dir string) []string {
 	abs, _ := filepath.Abs(dir)
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
-		return false
+		return nil
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && f[4] == abs {
-			return true
+		if f := strings.Fields(line); len(f) > 4 && f[4] == abs {
+			return f
 		}
 	}
-	return false
+	return nil
 }
 
 // AbortFUSE aborts the FUSE connection of the mount at dir (root only,
@@ -188,22 +191,15 @@ func isMounted(dir string) bool {
 // its own mount (go-fuse opens a file in the mount once mounted) can then
 // exit; without it the daemon and whoever waits for it hang.
 func AbortFUSE(dir string) error {
-	abs, _ := filepath.Abs(dir)
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return err
+	f := mountOf(dir)
+	if f == nil {
+		return fmt.Errorf("%s is not a mount point", dir)
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && f[4] == abs {
-			_, minor, ok := strings.Cut(f[2], ":")
-			if !ok {
-				break
-			}
-			return os.WriteFile(filepath.Join("/sys/fs/fuse/connections", minor, "abort"), []byte("1"), 0)
-		}
+	_, minor, ok := strings.Cut(f[2], ":") // the device, 0:<connection>
+	if !ok {
+		return fmt.Errorf("%s: device %q in mountinfo", dir, f[2])
 	}
-	return fmt.Errorf("%s is not a mount point", abs)
+	return os.WriteFile(filepath.Join("/sys/fs/fuse/connections", minor, "abort"), []byte("1"), 0)
 }
 
 // WaitKilled waits for cmd, a FUSE daemon serving dir that was sent
