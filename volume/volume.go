@@ -125,3 +125,16 @@ func HasUnixPermissions(f FS) bool {
 	u, ok := f.(UnixPermissions)
 	return ok && u.HasUnixPermissions()
 }
+
+// ReadFull reads len(p) bytes at off; a short read is an error
+// (io.ErrUnexpectedEOF when r gave no other).
+func ReadFull(r io.ReaderAt, p []byte, off int64) error {
+	n, err := r.ReadAt(p, off)
+	if n == len(p) {
+		return nil
+	}
+	if err == nil || err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return err
+}

@@ -37,7 +37,7 @@ func (f *FS) readDir(ino uint64) (*dir, error) {
 	var base []clusterRun
 	if ino == RootIno && f.bits != 32 {
 		data = make([]byte, f.rootBytes)
-		if err := readFull(f.r, data, f.rootOff); err != nil {
+		if err := volume.ReadFull(f.r, data, f.rootOff); err != nil {
 			return nil, fmt.Errorf("fat: reading root directory: %w", err)
 		}
 	} else {

@@ -77,7 +77,7 @@ func Open(r io.ReaderAt, size int64) (*FS, error) {
 	if size < 512 {
 		return nil, fmt.Errorf("fat: volume of %d bytes too small: %w", size, volume.ErrCorrupt)
 	}
-	if err := readFull(r, b, 0); err != nil {
+	if err := volume.ReadFull(r, b, 0); err != nil {
 		return nil, fmt.Errorf("fat: reading boot sector: %w", err)
 	}
 	p, err := parseBoot(b, size)
@@ -111,7 +111,7 @@ func Open(r io.ReaderAt, size int64) (*FS, error) {
 		f.fatCache = lru.New[int64, []byte](fatCacheBytes / fatChunk)
 	} else {
 		f.fat = make([]byte, f.fatBytes)
-		if err := readFull(r, f.fat, f.fatOff); err != nil {
+		if err := volume.ReadFull(r, f.fat, f.fatOff); err != nil {
 			return nil, fmt.Errorf("fat: reading FAT: %w", err)
 		}
 	}
@@ -123,17 +123,6 @@ func Open(r io.ReaderAt, size int64) (*FS, error) {
 		f.label = root.label
 	}
 	return f, nil
-}
-
-func readFull(r io.ReaderAt, p []byte, off int64) error {
-	n, err := r.ReadAt(p, off)
-	if n == len(p) {
-		return nil
-	}
-	if err == nil || err == io.EOF {
-		err = io.ErrUnexpectedEOF
-	}
-	return err
 }
 
 // Type returns "fat12", "fat16" or "fat32".
@@ -158,7 +147,7 @@ func (f *FS) entryAt(ino uint64) (dirent, error) {
 	if ino%32 != 0 || ino < uint64(f.rootOff) || ino+32 > uint64(f.size) {
 		return d, fmt.Errorf("fat: inode %d: %w", ino, fs.ErrNotExist)
 	}
-	if err := readFull(f.r, d.raw[:], int64(ino)); err != nil {
+	if err := volume.ReadFull(f.r, d.raw[:], int64(ino)); err != nil {
 		return d, fmt.Errorf("fat: inode %d: %w", ino, err)
 	}
 	e := d.raw[:]

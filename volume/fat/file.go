@@ -89,7 +89,7 @@ func (fl *File) ReadAt(p []byte, off int64) (int, error) {
 		r := fl.runs[i]
 		d := off + int64(n) - r.off
 		m := min(int64(len(p)-n), r.n-d)
-		if err := readFull(fl.fs.r, p[n:n+int(m)], r.disk+d); err != nil {
+		if err := volume.ReadFull(fl.fs.r, p[n:n+int(m)], r.disk+d); err != nil {
 			return n, fmt.Errorf("fat: reading at %d: %w", r.disk+d, err)
 		}
 		n += int(m)

@@ -37,7 +37,7 @@ func (f *FS) fatEntry(c uint32) (uint32, error) {
 	if !ok {
 		n := min(int64(fatChunk), f.fatBytes-base)
 		chunk = make([]byte, n)
-		if err := readFull(f.r, chunk, f.fatOff+base); err != nil {
+		if err := volume.ReadFull(f.r, chunk, f.fatOff+base); err != nil {
 			return 0, fmt.Errorf("fat: reading FAT at %d: %w", f.fatOff+base, err)
 		}
 		f.fatCache.Add(base, chunk, 1)
@@ -136,7 +136,7 @@ func (f *FS) readRuns(runs []clusterRun) ([]byte, error) {
 	pos := int64(0)
 	for _, r := range runs {
 		n := int64(r.n) * f.cluster
-		if err := readFull(f.r, buf[pos:pos+n], f.clusterOff(r.first)); err != nil {
+		if err := volume.ReadFull(f.r, buf[pos:pos+n], f.clusterOff(r.first)); err != nil {
 			return nil, fmt.Errorf("fat: reading cluster %d: %w", r.first, err)
 		}
 		pos += n
