@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/ckptfs/ckptfs/internal/testutil"
 	"github.com/ckptfs/ckptfs/volume"
 )
 
@@ -33,7 +34,8 @@ func (c *CountingReader) ReadAt(p []byte, off int64) (int, error) {
 
 // ConcurrentReads reads random ranges of fl (up to maxRead bytes, some
 // past its end) from 8 goroutines and checks them against want: counts,
-// io.EOF at the end, bytes.
+// io.EOF at the end, bytes. 200 reads each; 40 under the race detector,
+// for which the goroutines are there (it makes each byte read dear).
 func ConcurrentReads(t testing.TB, fl volume.File, want []byte, maxRead int) {
 	t.Helper()
 	var wg sync.WaitGroup
@@ -43,7 +45,7 @@ func ConcurrentReads(t testing.TB, fl volume.File, want []byte, maxRead int) {
 			defer wg.Done()
 			rng := rand.New(rand.NewSource(seed))
 			buf := make([]byte, maxRead)
-			for i := 0; i < 200; i++ {
+			for i := 0; i < testutil.Scale(200, 40); i++ {
 				off := rng.Int63n(int64(len(want)) + 100)
 				n := rng.Intn(len(buf))
 				got, err := fl.ReadAt(buf[:n], off)
