@@ -26,7 +26,9 @@ func TestChainMatchesModel(t *testing.T) {
 		{"2 layers 512", chainSpec{size: 16 * disk.MiB, sector: 512, baseBlock: 4 * disk.MiB, childBlock: 1 * disk.MiB, layers: 2}},
 		{"3 layers 4096 zero+unmapped", chainSpec{size: 12*disk.MiB + 4096, sector: 4096, baseBlock: 2 * disk.MiB, childBlock: 2 * disk.MiB, layers: 3, zeroBlocks: true, unmapped: true}},
 		{"8 layers mixed blocks", chainSpec{size: 20 * disk.MiB, sector: 512, baseBlock: 8 * disk.MiB, childBlock: 1 * disk.MiB, layers: 8, zeroBlocks: true}},
-		{"64 layers", chainSpec{size: 6 * disk.MiB, sector: 512, baseBlock: 2 * disk.MiB, childBlock: 1 * disk.MiB, layers: 64, zeroBlocks: true}},
+		// 64 layers; 24 under the race detector, whose interest is
+		// concurrency, not depth (the models alone would take gigabytes).
+		{"deep", chainSpec{size: 6 * disk.MiB, sector: 512, baseBlock: 2 * disk.MiB, childBlock: 1 * disk.MiB, layers: testutil.Scale(64, 24), zeroBlocks: true}},
 		{"parents in other folders", chainSpec{size: 8 * disk.MiB, sector: 512, baseBlock: 2 * disk.MiB, childBlock: 2 * disk.MiB, layers: 4,
 			dir: func(i int) string { return filepath.Join("layer", strings.Repeat("x/", i)) }}},
 	}
@@ -49,15 +51,19 @@ func TestChainMatchesModel(t *testing.T) {
 				}
 				pt := leaf.Point(p)
 				want := b.at(len(b.images) - 1 - p)
-				mustEqual(t, "point "+pt.LayerName(0), readAll(t, pt), want)
+				mustRead(t, "point "+pt.LayerName(0), pt, want)
 			}
-			// Unaligned reads of random sizes at random offsets.
+			// Unaligned reads of random sizes at random offsets (fewer and
+			// smaller under the race detector), into one buffer: fresh
+			// memory costs page faults and shadow memory, not reads.
 			want := b.at(len(b.images) - 1)
 			rng := rand.New(rand.NewSource(7))
-			for k := 0; k < 300; k++ {
+			maxRead := testutil.Scale[int64](3*disk.MiB, disk.MiB/2)
+			buf := make([]byte, maxRead)
+			for k := 0; k < testutil.Scale(300, 100); k++ {
 				off := rng.Int63n(leaf.Size())
-				n := rng.Int63n(min(3*disk.MiB, leaf.Size()-off) + 1)
-				got := make([]byte, n)
+				n := rng.Int63n(min(maxRead, leaf.Size()-off) + 1)
+				got := buf[:n]
 				if _, err := leaf.ReadAt(got, off); err != nil {
 					t.Fatalf("ReadAt(%d, %d): %v", off, n, err)
 				}
@@ -68,25 +74,24 @@ func TestChainMatchesModel(t *testing.T) {
 					if !ok {
 						t.Fatalf("Pieces(%d, %d) refused a chain of plain files", off, n)
 					}
-					mustEqual(t, "pieces", readPieces(t, ps), want[off:off+n])
+					mustEqual(t, "pieces", readPieces(t, ps, got[:0]), want[off:off+n])
 				}
 			}
 		})
 	}
 }
 
-// readPieces reads what Pieces described.
-func readPieces(t *testing.T, ps []Piece) []byte {
+// readPieces reads what Pieces described, appending to out.
+func readPieces(t *testing.T, ps []Piece, out []byte) []byte {
 	t.Helper()
-	var out []byte
 	for _, p := range ps {
-		b := make([]byte, p.Length)
+		n := len(out)
+		out = append(out, make([]byte, p.Length)...)
 		if p.File != nil {
-			if _, err := p.File.ReadAt(b, p.Offset); err != nil {
+			if _, err := p.File.ReadAt(out[n:], p.Offset); err != nil {
 				t.Fatalf("%s: %d bytes at %d: %v", p.File.Name(), p.Length, p.Offset, err)
 			}
 		}
-		out = append(out, b...)
 	}
 	return out
 }
@@ -108,10 +113,11 @@ func TestConcurrentReaders(t *testing.T) {
 		go func(g int) {
 			defer wg.Done()
 			rng := rand.New(rand.NewSource(int64(g)))
-			for k := 0; k < 400; k++ {
+			buf := make([]byte, 256*1024)
+			for k := 0; k < testutil.Scale(400, 200); k++ {
 				off := rng.Int63n(c.Size())
 				n := rng.Int63n(min(256*1024, c.Size()-off) + 1)
-				got := make([]byte, n)
+				got := buf[:n]
 				if _, err := c.ReadAt(got, off); err != nil {
 					errs <- err.Error()
 					return
@@ -203,6 +209,10 @@ func TestLocators(t *testing.T) {
 				if !strings.Contains(err.Error(), b.leaf()) && !strings.Contains(err.Error(), filepath.Base(b.paths[1])) {
 					t.Errorf("error does not name the file: %v", err)
 				}
+				if strings.Contains(err.Error(), "--") {
+					t.Errorf("a library error names a flag: %v", err)
+				}
+				checkErrorType(t, err, b)
 				return
 			}
 			if err != nil {
@@ -215,8 +225,29 @@ func TestLocators(t *testing.T) {
 			if c.ignore != ch.Links[1].Linkage.Ignored {
 				t.Errorf("linkage ignored = %v", ch.Links[1].Linkage.Ignored)
 			}
-			mustEqual(t, "chain", readAll(t, ch), b.at(2))
+			mustRead(t, "chain", ch, b.at(2))
 		})
+	}
+}
+
+// checkErrorType checks the details a linkage or missing-parent error
+// carries for errors.As.
+func checkErrorType(t *testing.T, err error, b built) {
+	t.Helper()
+	var le *LinkageError
+	var nf *ParentNotFoundError
+	switch {
+	case errors.As(err, &le):
+		if le.Child != b.leaf() || le.Parent != b.paths[1] || le.Key != disk.KeyParentLinkage || le.Expected == le.Actual ||
+			le.FoundBy != disk.KeyRelativePath || !errors.Is(le, ErrLinkageMismatch) {
+			t.Errorf("LinkageError %+v", le)
+		}
+	case errors.As(err, &nf):
+		if nf.Child != b.leaf() || len(nf.Tried) == 0 || len(nf.Locator) != 2 || nf.Locator[0].Key != disk.KeyRelativePath || !errors.Is(nf, ErrParentNotFound) {
+			t.Errorf("ParentNotFoundError %+v", nf)
+		}
+	default:
+		t.Errorf("%v: neither a *LinkageError nor a *ParentNotFoundError", err)
 	}
 }
 
@@ -237,7 +268,9 @@ func TestCycleAndDepth(t *testing.T) {
 	if err := b2.Save(pb); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Open(pa, Options{}); !errors.Is(err, ErrCycle) {
+	_, err := Open(pa, Options{})
+	var ce *CycleError
+	if !errors.Is(err, ErrCycle) || !errors.As(err, &ce) || ce.Child != pb || ce.Parent != pa || ce.Link != 0 {
 		t.Fatalf("cycle: got %v", err)
 	}
 	// Depth: a 6-file chain against a limit of 5.
@@ -265,7 +298,9 @@ func TestGeometryMismatch(t *testing.T) {
 	if err := child.Save(filepath.Join(dir, "child.avhdx")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Open(filepath.Join(dir, "child.avhdx"), Options{}); !errors.Is(err, ErrGeometryMismatch) {
+	_, err := Open(filepath.Join(dir, "child.avhdx"), Options{})
+	var ge *GeometryError
+	if !errors.Is(err, ErrGeometryMismatch) || !errors.As(err, &ge) || ge.Field != "virtual size" || ge.ChildValue != 2*disk.MiB || ge.ParentValue != 4*disk.MiB {
 		t.Fatalf("got %v", err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ckptfs/ckptfs/disk"
 	"github.com/ckptfs/ckptfs/disk/vhdxtest"
+	"github.com/ckptfs/ckptfs/internal/testutil"
 )
 
 // chainSpec describes a generated chain.
@@ -74,8 +75,11 @@ func build(t testing.TB, dir string, s chainSpec) built {
 		if i == 0 {
 			writes = 12
 		}
+		// Writes of up to three blocks; up to 4 MiB under the race
+		// detector (a 32 MiB block would mean 96 MiB writes).
+		maxW := testutil.Scale(3*bs, min(3*bs, 4*disk.MiB))
 		for w := 0; w < writes; w++ {
-			n := (1 + rng.Int63n(3*bs/ss)) * ss
+			n := (1 + rng.Int63n(maxW/ss)) * ss
 			n = min(n, s.size)
 			off := rng.Int63n((s.size-n)/ss+1) * ss
 			data := make([]byte, n)
@@ -99,6 +103,7 @@ func build(t testing.TB, dir string, s chainSpec) built {
 			parent = b.contents[i-1]
 		}
 		b.contents = append(b.contents, im.Contents(parent))
+		im.Forget() // saved and its contents known: only its identity is needed now
 	}
 	return b
 }

@@ -16,7 +16,8 @@ import (
 	"github.com/ckptfs/ckptfs/disk/vhd"
 )
 
-// Errors a chain can fail with; test with errors.Is.
+// Errors a chain can fail with; test with errors.Is. Most come as the
+// types of errors.go, which carry the details (errors.As).
 var (
 	ErrParentNotFound   = errors.New("parent not found")
 	ErrLinkageMismatch  = errors.New("parent linkage mismatch")
@@ -218,22 +219,22 @@ func locate(leaf string, opts Options) ([]Link, error) {
 		}
 		for i, s := range seen {
 			if os.SameFile(s, st) {
-				return nil, fmt.Errorf("%s: %w: its parent %s is already link %d of the chain", child.Path, ErrCycle, parent.Path, i)
+				return nil, &CycleError{Child: child.Path, Parent: parent.Path, Link: i}
 			}
 		}
 		seen = append(seen, st)
 		cf, pf := child.File, parent.File
 		if cf.SectorSize() != pf.SectorSize() {
-			return nil, fmt.Errorf("%s: %w: logical sector size %d, parent %s has %d", child.Path, ErrGeometryMismatch, cf.SectorSize(), parent.Path, pf.SectorSize())
+			return nil, &GeometryError{Child: child.Path, Parent: parent.Path, Field: "logical sector size", ChildValue: cf.SectorSize(), ParentValue: pf.SectorSize()}
 		}
 		if pc, ok := cf.(disk.ParentChecker); ok {
 			warns, err := pc.CheckParent(pf)
 			if err != nil {
-				return nil, fmt.Errorf("%s: %w: %v", child.Path, ErrGeometryMismatch, err)
+				return nil, &GeometryError{Child: child.Path, Parent: parent.Path, Field: "virtual size", ChildValue: cf.VirtualSize(), ParentValue: pf.VirtualSize(), Detail: err.Error()}
 			}
 			parent.Warnings = append(parent.Warnings, warns...)
 		} else if cf.VirtualSize() != pf.VirtualSize() {
-			return nil, fmt.Errorf("%s: %w: virtual size %d, parent %s has %d", child.Path, ErrGeometryMismatch, cf.VirtualSize(), parent.Path, pf.VirtualSize())
+			return nil, &GeometryError{Child: child.Path, Parent: parent.Path, Field: "virtual size", ChildValue: cf.VirtualSize(), ParentValue: pf.VirtualSize()}
 		}
 		links = append(links, parent)
 	}
@@ -342,15 +343,16 @@ func findParent(child Link, ref *disk.ParentRef, opts Options, files *FileSet) (
 			mismatch.Linkage.Ignored = true
 			return *mismatch, nil
 		}
-		return Link{}, fmt.Errorf("%s: %w: its %s is %s but parent %s (found through %s) has %s %s; use --ignore-linkage to open it anyway",
-			child.Path, ErrLinkageMismatch, mismatch.Linkage.Key, mismatch.Linkage.Expected.Braced(), mismatch.Path, mismatch.LocatorKey, mismatch.Linkage.ActualKey, mismatch.Linkage.Actual.Braced())
+		return Link{}, &LinkageError{Child: child.Path, Parent: mismatch.Path, FoundBy: mismatch.LocatorKey,
+			Key: mismatch.Linkage.Key, Expected: mismatch.Linkage.Expected, ActualKey: mismatch.Linkage.ActualKey, Actual: mismatch.Linkage.Actual}
 	}
-	var locs []string
+	nf := &ParentNotFoundError{Child: child.Path, Tried: dedupe(tried)}
 	for _, e := range ref.Entries {
-		locs = append(locs, fmt.Sprintf("%s=%q", e.Key, e.Value))
+		if e.Key != disk.KeyParentLinkage && e.Key != disk.KeyParentLinkage2 {
+			nf.Locator = append(nf.Locator, e)
+		}
 	}
-	return Link{}, fmt.Errorf("%s: %w (locator: %s; looked for %s); copy the parent beside it or add --search-path DIR",
-		child.Path, ErrParentNotFound, strings.Join(locs, ", "), strings.Join(dedupe(tried), ", "))
+	return Link{}, nf
 }
 
 func dedupe(s []string) []string {

@@ -78,7 +78,7 @@ func TestPiecesRefuses(t *testing.T) {
 			if _, err := tc.c.ReadAt(want, tc.off); err != nil {
 				t.Fatal(err)
 			}
-			mustEqual(t, tc.name, readPieces(t, ps), want)
+			mustEqual(t, tc.name, readPieces(t, ps, nil), want)
 		})
 	}
 }

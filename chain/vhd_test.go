@@ -452,10 +452,14 @@ func TestVHDLinkageErrorNamesBoth(t *testing.T) {
 	if !errors.Is(err, ErrLinkageMismatch) {
 		t.Fatalf("error %v", err)
 	}
-	for _, w := range []string{b.paths[0], b.paths[1], b.images[0].UniqueID.Braced(), other.UniqueID.Braced(), "--ignore-linkage"} {
+	for _, w := range []string{b.paths[0], b.paths[1], b.images[0].UniqueID.Braced(), other.UniqueID.Braced(), "unique ID"} {
 		if !strings.Contains(err.Error(), w) {
 			t.Errorf("error %q lacks %q", err, w)
 		}
+	}
+	var le *LinkageError
+	if !errors.As(err, &le) || le.Expected != b.images[0].UniqueID || le.Actual != other.UniqueID || le.ActualKey != "unique ID" {
+		t.Errorf("error %v: as *LinkageError %+v", err, le)
 	}
 
 	// A VHDX child whose relative_path names a VHD.

@@ -12,7 +12,6 @@ import (
 	"github.com/ckptfs/ckptfs/chain"
 	"github.com/ckptfs/ckptfs/volume"
 	"github.com/ckptfs/ckptfs/volume/partition"
-	"github.com/sirupsen/logrus"
 )
 
 // ErrNoDisks is returned by OpenSource for a folder holding no .vhdx,
@@ -130,7 +129,33 @@ type FileTreeOptions struct {
 	// It returns an error wrapping volume.ErrUnknownFS when it finds none
 	// (the partition is left out). volume/probe.Open is the usual value.
 	FileSystems func(r io.ReaderAt, size int64) (volume.FS, error)
+	// Log is told what is left out of the tree (a file system that cannot
+	// be opened, ...); nil discards it.
+	Log Logger
 }
+
+// Logger receives what a package has to say that is not an error:
+// warnings about parts left out, notes. *logrus.Logger satisfies it.
+type Logger interface {
+	Warnf(format string, args ...any)
+	Infof(format string, args ...any)
+	Debugf(format string, args ...any)
+}
+
+// log returns opts.Log, or a Logger that discards.
+func (opts FileTreeOptions) log() Logger {
+	if opts.Log == nil {
+		return discard{}
+	}
+	return opts.Log
+}
+
+// discard is a Logger that says nothing.
+type discard struct{}
+
+func (discard) Warnf(string, ...any)  {}
+func (discard) Infof(string, ...any)  {}
+func (discard) Debugf(string, ...any) {}
 
 // BuildFileTree computes what a mount of chains shows: one folder per
 // point of every chain (each point once, also when chains share it), named
@@ -183,7 +208,7 @@ func pointNode(name, disk, path string, pt *chain.Chain, opts FileTreeOptions) *
 	d.Mtime = mtime
 	if opts.FileSystems != nil {
 		files := &Node{Name: disk + ".files", IsDir: true, Mode: 0o555, Mtime: mtime}
-		files.List = func() ([]*Node, error) { return listFileSystems(pt, mtime, opts.FileSystems) }
+		files.List = func() ([]*Node, error) { return listFileSystems(pt, mtime, opts) }
 		d.Children = append(d.Children, files)
 	}
 	return d
@@ -219,16 +244,16 @@ func listPartitions(pt *chain.Chain, r io.ReaderAt, mtime time.Time) ([]*Node, e
 // listFileSystems lists <N>-<label>/ for each partition whose file system
 // probe recognises. A partition whose file system is damaged beyond
 // opening is left out (its raw file is still in .partitions/).
-func listFileSystems(pt *chain.Chain, mtime time.Time, probe func(io.ReaderAt, int64) (volume.FS, error)) ([]*Node, error) {
+func listFileSystems(pt *chain.Chain, mtime time.Time, opts FileTreeOptions) ([]*Node, error) {
 	ps, err := readPartitions(pt)
 	if err != nil {
 		return nil, err
 	}
 	var out []*Node
 	for _, p := range ps {
-		n, err := fsNode(fmt.Sprintf("%d-%s", p.Number, p.Label()), newPartReader(pt, p.Start, p.Size), p.Size, probe)
+		n, err := fsNode(fmt.Sprintf("%d-%s", p.Number, p.Label()), newPartReader(pt, p.Start, p.Size), p.Size, opts.FileSystems)
 		if err != nil {
-			logrus.Warnf("%s: partition %d: %v", pt.Leaf().Name(), p.Number, err)
+			opts.log().Warnf("%s: partition %d: %v", pt.Leaf().Name(), p.Number, err)
 			continue
 		}
 		if n != nil {

@@ -14,7 +14,6 @@ import (
 	"github.com/ckptfs/ckptfs/chain"
 	"github.com/ckptfs/ckptfs/disk"
 	"github.com/ckptfs/ckptfs/disk/vhdxtest"
-	"github.com/ckptfs/ckptfs/fusefs/fusetest"
 	"github.com/ckptfs/ckptfs/internal/testutil"
 	"github.com/ckptfs/ckptfs/volume"
 )
@@ -24,9 +23,9 @@ func ftChild(t *testing.T, parent *vhdxtest.Image, parentPath, path string, seed
 	t.Helper()
 	im := vhdxtest.New(vhdxtest.Options{Parent: parent, ParentPath: parentPath, BlockSize: disk.MiB})
 	b := make([]byte, 64<<10)
-	fusetest.Fill(b, seed)
+	vhdxtest.Fill(b, seed)
 	im.Write(int64(seed%16)*(128<<10), b)
-	fusetest.Save(t, im, path)
+	vhdxtest.Save(t, im, path)
 	return im
 }
 
@@ -53,12 +52,12 @@ func ftChildNames(n *Node) []string {
 func TestFolderBranches(t *testing.T) {
 	dir := t.TempDir()
 	const size = 4 << 20
-	base := fusetest.Generate(t, dir, "Disk", size, 1, 1)
+	base := vhdxtest.Generate(t, dir, "Disk", size, 1, 1)
 	pa, pb, pc := filepath.Join(dir, "Disk_A.avhdx"), filepath.Join(dir, "Disk_B.avhdx"), filepath.Join(dir, "Disk_C.AVHDX")
 	a := ftChild(t, base.Images[0], base.Paths[0], pa, 1)
 	b := ftChild(t, a, pa, pb, 2)
 	c := ftChild(t, base.Images[0], base.Paths[0], pc, 3)
-	other := fusetest.Generate(t, dir, "Other", 2<<20, 1, 9)
+	other := vhdxtest.Generate(t, dir, "Other", 2<<20, 1, 9)
 	os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("not a disk"), 0o644)
 	testutil.Unchanged(t, base.Paths[0], pa, pb, pc, other.Paths[0])
 
@@ -123,8 +122,8 @@ func TestFolderBranches(t *testing.T) {
 // TestNameCollisions shows two chains whose files have the same names.
 func TestNameCollisions(t *testing.T) {
 	d1, d2 := t.TempDir(), t.TempDir()
-	g1 := fusetest.Generate(t, d1, "Disk", 2<<20, 2, 1)
-	g2 := fusetest.Generate(t, d2, "Disk", 2<<20, 1, 2)
+	g1 := vhdxtest.Generate(t, d1, "Disk", 2<<20, 2, 1)
+	g2 := vhdxtest.Generate(t, d2, "Disk", 2<<20, 1, 2)
 	os.Rename(g2.Paths[0], filepath.Join(d2, "Disk.VHDX"))
 	var chains []*chain.Chain
 	for _, p := range []string{g1.Leaf(), filepath.Join(d2, "Disk.VHDX")} {
@@ -161,7 +160,7 @@ func ftRawToVHDX(t *testing.T, raw []byte, path string) *vhdxtest.Image {
 			im.Write(int64(off), chunk)
 		}
 	}
-	fusetest.Save(t, im, path)
+	vhdxtest.Save(t, im, path)
 	return im
 }
 
@@ -174,7 +173,7 @@ func TestPartitions(t *testing.T) {
 	for _, kind := range []string{"gpt", "mbr"} {
 		t.Run(kind, func(t *testing.T) {
 			img := filepath.Join(dir, kind+".img")
-			fusetest.RawFixture(t, img, size, 3)
+			vhdxtest.RawFixture(t, img, size, 3)
 			if kind == "gpt" {
 				testutil.Run(t, "sgdisk", "-Z", img)
 				testutil.Run(t, "sgdisk", "-n", "1:2048:+3M", "-t", "1:EF00", "-c", "1:EFI system partition",
@@ -198,10 +197,18 @@ func TestPartitions(t *testing.T) {
 			}
 			defer c.Close()
 			var probed []int64
-			opts := FileTreeOptions{FileSystems: func(r io.ReaderAt, size int64) (volume.FS, error) {
+			log := &ftLog{}
+			bad := int64(1 << 20) // the last partition's file system is damaged
+			if kind == "mbr" {
+				bad = 10240 * 512
+			}
+			opts := FileTreeOptions{Log: log, FileSystems: func(r io.ReaderAt, size int64) (volume.FS, error) {
 				probed = append(probed, size)
-				if size == 3<<20 || size == 6144*512 {
+				switch size {
+				case 3 << 20: // GPT 1 and MBR 1 (6144 sectors)
 					return ftFakeFS{}, nil
+				case bad:
+					return nil, fmt.Errorf("boot sector: %w", volume.ErrCorrupt)
 				}
 				return nil, fmt.Errorf("probe: %w", volume.ErrUnknownFS)
 			}}
@@ -253,6 +260,10 @@ func TestPartitions(t *testing.T) {
 			if len(fss) != 1 || fss[0].Name != ws[0].name || fss[0].FS == nil || !fss[0].IsDir {
 				t.Errorf("file systems: %+v", fss)
 			}
+			// The damaged one is left out, and the log says so.
+			if w := fmt.Sprintf("%s.vhdx: partition %d: boot sector: %v", strings.ToUpper(kind), len(ws), volume.ErrCorrupt); len(log.warns) != 1 || !strings.HasSuffix(log.warns[0], w) {
+				t.Errorf("warnings %q, want one ending in %q", log.warns, w)
+			}
 			for _, w := range ws {
 				var f *Node
 				for _, p := range ps {
@@ -284,7 +295,7 @@ func TestSourceErrors(t *testing.T) {
 		t.Errorf("empty folder: %v", err)
 	}
 	orphanDir := t.TempDir()
-	g := fusetest.Generate(t, orphanDir, "Disk", 2<<20, 2, 1)
+	g := vhdxtest.Generate(t, orphanDir, "Disk", 2<<20, 2, 1)
 	os.Remove(g.Paths[0])
 	if _, err := OpenSource(g.Leaf(), chain.Options{}); !errors.Is(err, chain.ErrParentNotFound) {
 		t.Errorf("missing parent: %v", err)
@@ -298,3 +309,12 @@ func TestSourceErrors(t *testing.T) {
 }
 
 type ftFakeFS struct{ volume.FS }
+
+// ftLog is a Logger that keeps the warnings.
+type ftLog struct{ warns []string }
+
+func (l *ftLog) Warnf(format string, args ...any) {
+	l.warns = append(l.warns, fmt.Sprintf(format, args...))
+}
+func (l *ftLog) Infof(string, ...any)  {}
+func (l *ftLog) Debugf(string, ...any) {}

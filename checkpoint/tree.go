@@ -3,6 +3,7 @@ package checkpoint
 import (
 	"io"
 	"io/fs"
+	"sync"
 	"time"
 
 	"github.com/ckptfs/ckptfs/chain"
@@ -13,7 +14,9 @@ import (
 // before anything is mounted (package fusefs only renders it). Exactly one
 // of the content fields is used: Children (a folder, possibly computed
 // lazily by List), Data (a file), FS (a whole file system rendered from
-// its root) or Target (a symlink).
+// its root) or Target (a symlink); Kind says which.
+//
+// A Node must not be copied once Entries has been called.
 type Node struct {
 	Name  string
 	Mode  fs.FileMode // permission bits; the type follows from the content
@@ -22,7 +25,8 @@ type Node struct {
 	// Folder.
 	Children []*Node
 	// List computes Children on first use (e.g. partitions, which need
-	// reads of the disk). It is called at most once.
+	// reads of the disk). Entries calls it at most once and keeps what it
+	// returns; read a folder's children through Entries.
 	List  func() ([]*Node, error)
 	IsDir bool
 
@@ -54,11 +58,88 @@ type Node struct {
 	Disk       *chain.Chain
 	DiskOffset int64
 	DiskLength int64
+
+	// The result of List, computed once by Entries.
+	listOnce sync.Once
+	listed   []*Node
+	listErr  error
+}
+
+// Kind is what a node shows.
+type Kind int
+
+// Node kinds.
+const (
+	// KindFolder is a folder: its entries are Children or what List returns.
+	KindFolder Kind = iota
+	// KindFile is a regular file of Size bytes read from Data (a file
+	// with no Data is empty).
+	KindFile
+	// KindSymlink is a symbolic link to Target.
+	KindSymlink
+	// KindFileSystem is a folder showing the root of FS.
+	KindFileSystem
+)
+
+// String names the kind: "folder", "file", "symlink" or "file system".
+func (k Kind) String() string {
+	switch k {
+	case KindFolder:
+		return "folder"
+	case KindFile:
+		return "file"
+	case KindSymlink:
+		return "symlink"
+	case KindFileSystem:
+		return "file system"
+	}
+	return "unknown"
+}
+
+// Kind classifies the node, by one rule every renderer and walker uses:
+// a node with FS is a file system; else one with IsDir, Children or List
+// is a folder; else one with Target is a symlink; anything else is a
+// file.
+func (n *Node) Kind() Kind {
+	switch {
+	case n.FS != nil:
+		return KindFileSystem
+	case n.IsDir || n.Children != nil || n.List != nil:
+		return KindFolder
+	case n.Target != "":
+		return KindSymlink
+	}
+	return KindFile
+}
+
+// Entries returns the entries of a folder: Children, or what List
+// returns. List runs at most once per node, on the first call, and its
+// result (error included) is returned again by every later call. It is
+// safe for concurrent use.
+func (n *Node) Entries() ([]*Node, error) {
+	if n.List == nil {
+		return n.Children, nil
+	}
+	n.listOnce.Do(func() { n.listed, n.listErr = n.List() })
+	return n.listed, n.listErr
 }
 
 // Dir returns a folder node.
 func Dir(name string, children ...*Node) *Node {
 	return &Node{Name: name, IsDir: true, Mode: 0o555, Children: children}
+}
+
+// Root returns the root folder of a tree, holding children: a folder
+// named "" whose modification time is the newest of theirs (a mount's
+// root then changes when a point does).
+func Root(children ...*Node) *Node {
+	r := Dir("", children...)
+	for _, c := range children {
+		if c.Mtime.After(r.Mtime) {
+			r.Mtime = c.Mtime
+		}
+	}
+	return r
 }
 
 // File returns a read-only, immutable file node.

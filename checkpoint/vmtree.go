@@ -3,11 +3,9 @@ package checkpoint
 import (
 	"encoding/json"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/ckptfs/ckptfs/chain"
-	"github.com/sirupsen/logrus"
 )
 
 // View is what a mount of a source shows, as plain data.
@@ -50,8 +48,8 @@ func OpenView(path string, opts chain.Options, tree FileTreeOptions) (*View, err
 			for _, l := range inv.Layers {
 				chains = append(chains, l.Chain)
 			}
-			logWarnings(chains)
-			return &View{Root: Dir("", BuildVMTree(inv, tree)...), close: inv.Close}, nil
+			logWarnings(tree.log(), chains)
+			return &View{Root: Root(BuildVMTree(inv, tree)...), close: inv.Close}, nil
 		}
 		inv.Close()
 	}
@@ -59,19 +57,19 @@ func OpenView(path string, opts chain.Options, tree FileTreeOptions) (*View, err
 	if err != nil {
 		return nil, err
 	}
-	logWarnings(src.Chains)
+	logWarnings(tree.log(), src.Chains)
 	nodes, err := src.FileTree(tree)
 	if err != nil {
 		src.Close()
 		return nil, err
 	}
-	return &View{Root: Dir("", nodes...), close: src.Close}, nil
+	return &View{Root: Root(nodes...), close: src.Close}, nil
 }
 
 // logWarnings logs, once each, what is wrong with the chains' files but
 // does not stop reading them (chain.Link.Warnings: a VHD footer read from
 // its mirror, a parent time stamp that differs...).
-func logWarnings(chains []*chain.Chain) {
+func logWarnings(log Logger, chains []*chain.Chain) {
 	seen := map[string]bool{}
 	for _, c := range chains {
 		if c == nil {
@@ -81,7 +79,7 @@ func logWarnings(chains []*chain.Chain) {
 			for _, w := range l.Warnings {
 				if !seen[w] {
 					seen[w] = true
-					logrus.Warn(w)
+					log.Warnf("%s", w)
 				}
 			}
 		}
@@ -167,5 +165,3 @@ func vmPointNode(vm *VM, p *Point, opts FileTreeOptions) *Node {
 	d.Children = append([]*Node{meta}, d.Children...)
 	return d
 }
-
-var _ = filepath.Base

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ckptfs/ckptfs/internal/testutil"
 )
 
 // wtLayer is what a chain reader needs from one layer; *File and *Writer
@@ -84,8 +86,31 @@ func wtReadAll(t testing.TB, layers []wtLayer, below []byte) []byte {
 	return got
 }
 
+// wtMustRead compares the view through layers with want, a piece at a
+// time (no copy of the whole disk).
+func wtMustRead(t testing.TB, what string, layers []wtLayer, want []byte) {
+	t.Helper()
+	if n := layers[0].VirtualSize(); n != int64(len(want)) {
+		t.Fatalf("%s: %d bytes, want %d", what, n, len(want))
+	}
+	buf := make([]byte, MiB)
+	for off := int64(0); off < int64(len(want)); off += MiB {
+		got := buf[:min(MiB, int64(len(want))-off)]
+		if err := wtReadChain(layers, nil, got, off); err != nil {
+			t.Fatalf("%s: reading the chain: %v", what, err)
+		}
+		wtCompareAt(t, what, got, want[off:off+int64(len(got))], off)
+	}
+}
+
 // wtCompare fails the test at the first differing 512-byte sector.
 func wtCompare(t testing.TB, what string, got, want []byte) {
+	t.Helper()
+	wtCompareAt(t, what, got, want, 0)
+}
+
+// wtCompareAt is wtCompare for pieces of a disk starting at byte base.
+func wtCompareAt(t testing.TB, what string, got, want []byte, base int64) {
 	t.Helper()
 	if len(got) != len(want) {
 		t.Fatalf("%s: %d bytes, want %d", what, len(got), len(want))
@@ -100,36 +125,14 @@ func wtCompare(t testing.TB, what string, got, want []byte) {
 			for got[j] == want[j] {
 				j++
 			}
-			t.Fatalf("%s: first difference at byte %d (got %#x, want %#x)", what, j, got[j], want[j])
+			t.Fatalf("%s: first difference at byte %d (got %#x, want %#x)", what, base+int64(j), got[j], want[j])
 		}
 	}
 }
 
-func wtNeed(t testing.TB, tools ...string) {
+func wtSHA(t testing.TB, path string) string {
 	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s is not installed", tool)
-		}
-	}
-}
-
-func wtRun(t testing.TB, name string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
-func wtSHA(t testing.TB, path string) [32]byte {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sha256.Sum256(b)
+	return testutil.SHA256File(t, path)
 }
 
 // wtRandom returns n random bytes with an all-zero stretch in the middle.
@@ -157,7 +160,7 @@ func wtQemuBase(t testing.TB, path string, raw []byte, blockSize int) {
 	if err := os.WriteFile(rawPath, raw, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	wtRun(t, "qemu-img", "convert", "-f", "raw", "-O", "vhdx",
+	testutil.Run(t, "qemu-img", "convert", "-f", "raw", "-O", "vhdx",
 		"-o", fmt.Sprintf("subformat=dynamic,block_size=%d", blockSize), rawPath, path)
 	os.Remove(rawPath)
 }
@@ -189,9 +192,10 @@ func wtOpen(t testing.TB, path string) *File {
 	return f
 }
 
-// wtVhdimount reads the full chain view of the VHDX file at path with
-// vhdimount (libvhdi), which finds parents beside the child by name.
-func wtVhdimount(t testing.TB, path string, layers int) []byte {
+// wtVhdimount compares the chain view of the VHDX file at path (of layers
+// files) as vhdimount (libvhdi, which finds parents beside the child by
+// name) shows it with want, while it is mounted.
+func wtVhdimount(t testing.TB, what, path string, layers int, want []byte) {
 	t.Helper()
 	mnt := t.TempDir()
 	out, err := exec.Command("vhdimount", path, mnt).CombinedOutput()
@@ -216,11 +220,10 @@ func wtVhdimount(t testing.TB, path string, layers int) []byte {
 		}
 		t.Fatalf("vhdimount shows %v, want %d layers", names, layers)
 	}
-	b, err := os.ReadFile(filepath.Join(mnt, fmt.Sprintf("vhdi%d", layers)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	img := filepath.Join(mnt, fmt.Sprintf("vhdi%d", layers))
+	b, unmap := testutil.MapFile(t, img)
+	defer unmap() // before unmounting
+	wtCompare(t, what, b, want)
 }
 
 type wtWrite struct {
@@ -265,7 +268,7 @@ func wtGenWrites(rng *rand.Rand, vsize, bs int64, n int, maxLen int64) []wtWrite
 }
 
 func TestCreateDifferencingStructure(t *testing.T) {
-	wtNeed(t, "qemu-img")
+	testutil.Need(t, "qemu-img")
 	dir := t.TempDir()
 	rng := rand.New(rand.NewPCG(1, 2))
 	raw := wtRandom(rng, 8*MiB)
@@ -369,7 +372,7 @@ func TestCreateDifferencingStructure(t *testing.T) {
 		}
 	}
 	copy(raw[4095:], "hello")
-	wtCompare(t, "after a write", wtReadAll(t, []wtLayer{f, bf}, nil), raw)
+	wtMustRead(t, "after a write", []wtLayer{f, bf}, raw)
 
 	// Options: block size, win32 and volume paths.
 	p := ParentInfoOf(bf)
@@ -396,7 +399,7 @@ func TestCreateDifferencingStructure(t *testing.T) {
 }
 
 func TestCreateErrors(t *testing.T) {
-	wtNeed(t, "qemu-img")
+	testutil.Need(t, "qemu-img")
 	dir := t.TempDir()
 	raw := wtRandom(rand.New(rand.NewPCG(3, 4)), 4*MiB)
 	base := filepath.Join(dir, "base.vhdx")
@@ -521,9 +524,9 @@ func TestWriterDifferencing(t *testing.T) {
 		{"4096-4M", 4096, 0, 4 * MiB, 40 * MiB, true, false, 100, 10},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			wtNeed(t, "qemu-img")
+			testutil.Need(t, "qemu-img")
 			if tc.vhdimount {
-				wtNeed(t, "vhdimount", "fusermount")
+				testutil.Need(t, "vhdimount", "fusermount")
 				if _, err := os.Stat("/dev/fuse"); err != nil {
 					t.Log("no /dev/fuse: vhdimount is not used")
 					tc.vhdimount = false
@@ -544,7 +547,7 @@ func TestWriterDifferencing(t *testing.T) {
 				t.Fatalf("base sector size %d", got)
 			}
 			if tc.vhdimount {
-				wtCompare(t, "base via vhdimount", wtVhdimount(t, base, 1), raw)
+				wtVhdimount(t, "base via vhdimount", base, 1, raw)
 			}
 			child := filepath.Join(dir, "base_C0FFEE.avhdx")
 			w, err := CreateDifferencing(child, ParentInfoOf(bf), CreateOptions{BlockSize: tc.childBS, Parent: bytes.NewReader(raw)})
@@ -572,7 +575,10 @@ func TestWriterDifferencing(t *testing.T) {
 					}
 				}()
 			}
-			ws := wtGenWrites(rng, tc.vsize, int64(tc.childBS), tc.writes, 3*MiB)
+			// Fewer writes under the race detector: its interest is the
+			// readers running alongside, not the bytes.
+			const maxLen = 3 * MiB
+			ws := wtGenWrites(rng, tc.vsize, int64(tc.childBS), testutil.Scale(tc.writes, tc.writes/2), maxLen)
 			for i, x := range ws {
 				if n, err := w.WriteAt(x.data, x.off); err != nil || n != len(x.data) {
 					t.Fatalf("write %d (%d bytes at %d): %d, %v", i, len(x.data), x.off, n, err)
@@ -583,8 +589,8 @@ func TestWriterDifferencing(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
-				if i%100 == 99 {
-					wtCompare(t, fmt.Sprintf("live view after %d writes", i+1), wtReadAll(t, []wtLayer{w, bf}, nil), model)
+				if i%100 == 99 || i == len(ws)/2 {
+					wtMustRead(t, fmt.Sprintf("live view after %d writes", i+1), []wtLayer{w, bf}, model)
 				}
 			}
 			stop.Store(true)
@@ -607,9 +613,9 @@ func TestWriterDifferencing(t *testing.T) {
 				for _, f := range files {
 					ls = append(ls, f)
 				}
-				wtCompare(t, what+" via disk.Open", wtReadAll(t, ls, nil), model)
+				wtMustRead(t, what+" via disk.Open", ls, model)
 				if tc.vhdimount {
-					wtCompare(t, what+" via vhdimount", wtVhdimount(t, files[0].Name(), wantLayers), model)
+					wtVhdimount(t, what+" via vhdimount", files[0].Name(), wantLayers, model)
 				}
 			}
 			check("child", 2, wtOpen(t, child), bf)
@@ -619,7 +625,7 @@ func TestWriterDifferencing(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, x := range wtGenWrites(rng, tc.vsize, int64(tc.childBS), 40, 3*MiB) {
+			for _, x := range wtGenWrites(rng, tc.vsize, int64(tc.childBS), testutil.Scale(40, 15), maxLen) {
 				if _, err := w.WriteAt(x.data, x.off); err != nil {
 					t.Fatal(err)
 				}
@@ -637,7 +643,7 @@ func TestWriterDifferencing(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, x := range wtGenWrites(rng, tc.vsize, int64(tc.childBS), 60, 3*MiB) {
+			for _, x := range wtGenWrites(rng, tc.vsize, int64(tc.childBS), testutil.Scale(60, 20), maxLen) {
 				if _, err := w.WriteAt(x.data, x.off); err != nil {
 					t.Fatal(err)
 				}
@@ -656,7 +662,7 @@ func TestWriterDifferencing(t *testing.T) {
 
 // TestWriterDynamic checks CreateDynamic against QEMU and vhdimount.
 func TestWriterDynamic(t *testing.T) {
-	wtNeed(t, "qemu-img")
+	testutil.Need(t, "qemu-img")
 	dir := t.TempDir()
 	rng := rand.New(rand.NewPCG(7, 7))
 	const vsize = 48 * MiB
@@ -694,7 +700,7 @@ func TestWriterDynamic(t *testing.T) {
 	if f.Type() != Dynamic {
 		t.Errorf("type %v", f.Type())
 	}
-	wtCompare(t, "dynamic via disk.Open", wtReadAll(t, []wtLayer{f}, nil), model)
+	wtMustRead(t, "dynamic via disk.Open", []wtLayer{f}, model)
 	allocated := f.StateCounts()[BlockFullyPresent]
 	var nonzero int64
 	for b := int64(0); b < vsize/(2*MiB); b++ {
@@ -705,12 +711,12 @@ func TestWriterDynamic(t *testing.T) {
 	if allocated < nonzero || allocated > nonzero+10 {
 		t.Errorf("%d blocks allocated for %d non-zero blocks", allocated, nonzero)
 	}
-	out := wtRun(t, "qemu-img", "check", path)
+	out := testutil.Run(t, "qemu-img", "check", path)
 	if !strings.Contains(out, "No errors") {
 		t.Errorf("qemu-img check: %s", out)
 	}
 	rawOut := filepath.Join(dir, "flat.raw")
-	wtRun(t, "qemu-img", "convert", "-f", "vhdx", "-O", "raw", path, rawOut)
+	testutil.Run(t, "qemu-img", "convert", "-f", "vhdx", "-O", "raw", path, rawOut)
 	got, err := os.ReadFile(rawOut)
 	if err != nil {
 		t.Fatal(err)
@@ -723,7 +729,7 @@ func TestWriterDynamic(t *testing.T) {
 // reader (in memory), OpenWriter (in place) and QEMU must all replay it,
 // also when the entry wraps round the end of the log.
 func TestWriterDirtyLog(t *testing.T) {
-	wtNeed(t, "qemu-img")
+	testutil.Need(t, "qemu-img")
 	for _, head := range []int64{0, 12 * KiB, MiB - 4*KiB} {
 		t.Run(fmt.Sprintf("head=%d", head), func(t *testing.T) {
 			dir := t.TempDir()
@@ -763,7 +769,7 @@ func TestWriterDirtyLog(t *testing.T) {
 			if !f.Log.Replayed || f.Log.Entries != 1 {
 				t.Fatalf("log %+v", f.Log)
 			}
-			wtCompare(t, "replayed in memory", wtReadAll(t, []wtLayer{f}, nil), model)
+			wtMustRead(t, "replayed in memory", []wtLayer{f}, model)
 
 			// QEMU replays a copy.
 			cp := filepath.Join(dir, "copy.vhdx")
@@ -774,8 +780,8 @@ func TestWriterDirtyLog(t *testing.T) {
 			if err := os.WriteFile(cp, b, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			wtRun(t, "qemu-img", "check", "-r", "all", cp)
-			wtRun(t, "qemu-img", "convert", "-f", "vhdx", "-O", "raw", cp, cp+".raw")
+			testutil.Run(t, "qemu-img", "check", "-r", "all", cp)
+			testutil.Run(t, "qemu-img", "convert", "-f", "vhdx", "-O", "raw", cp, cp+".raw")
 			got, err := os.ReadFile(cp + ".raw")
 			if err != nil {
 				t.Fatal(err)
@@ -794,8 +800,8 @@ func TestWriterDirtyLog(t *testing.T) {
 			if f.Log.Replayed || !f.Header.LogGUID.IsZero() {
 				t.Fatalf("after OpenWriter: log %+v", f.Log)
 			}
-			wtCompare(t, "replayed in place", wtReadAll(t, []wtLayer{f}, nil), model)
-			wtRun(t, "qemu-img", "check", path)
+			wtMustRead(t, "replayed in place", []wtLayer{f}, model)
+			testutil.Run(t, "qemu-img", "check", path)
 		})
 	}
 }
@@ -804,7 +810,7 @@ func TestWriterDirtyLog(t *testing.T) {
 // several times, then abandons the writer without Close: the file must read
 // correctly through its log, and again after OpenWriter replays it.
 func TestWriterLogWrap(t *testing.T) {
-	wtNeed(t, "qemu-img")
+	testutil.Need(t, "qemu-img")
 	dir := t.TempDir()
 	rng := rand.New(rand.NewPCG(11, 12))
 	const vsize = 32 * MiB
@@ -836,7 +842,7 @@ func TestWriterLogWrap(t *testing.T) {
 		}
 		logged += (w.logHead - head + w.logLen) % w.logLen
 		if i%100 == 0 {
-			wtCompare(t, "live view", wtReadAll(t, []wtLayer{w, bf}, nil), model)
+			wtMustRead(t, "live view", []wtLayer{w, bf}, model)
 		}
 	}
 	t.Logf("%d log entries, %d bytes logged", w.logSeq, logged)
@@ -845,7 +851,7 @@ func TestWriterLogWrap(t *testing.T) {
 	if !f.Log.Replayed || f.Log.HeadSequence != w.logSeq {
 		t.Fatalf("log %+v, want head sequence %d", f.Log, w.logSeq)
 	}
-	wtCompare(t, "after the crash", wtReadAll(t, []wtLayer{f, bf}, nil), model)
+	wtMustRead(t, "after the crash", []wtLayer{f, bf}, model)
 	w, err = OpenWriter(child, OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -857,15 +863,16 @@ func TestWriterLogWrap(t *testing.T) {
 	if f.Log.Replayed {
 		t.Fatalf("log %+v", f.Log)
 	}
-	wtCompare(t, "after replay in place", wtReadAll(t, []wtLayer{f, bf}, nil), model)
+	wtMustRead(t, "after replay in place", []wtLayer{f, bf}, model)
 }
 
 // --- crash test ---
 
-const (
-	wtCrashVSize = 64 * MiB
-	wtCrashBS    = MiB
-)
+// The crash trials' disk: 16 MiB under the race detector (each trial
+// starts a helper process and checks the whole layer).
+var wtCrashVSize = testutil.Scale[int64](64*MiB, 16*MiB)
+
+const wtCrashBS = MiB
 
 // wtCrashPoints are the writerCrashHook points a trial may kill at.
 var wtCrashPoints = []string{"header", "allocated", "block-written", "data-synced", "log-written", "log-wrapping", "log-synced", "in-place"}
@@ -1032,7 +1039,7 @@ func wtRunHelper(t *testing.T, env []string, killAfter int, delay time.Duration)
 // synced reads back, and that nothing else changed. CKPTFS_CRASH_TRIALS
 // sets the number of trials (default 50).
 func TestWriterCrash(t *testing.T) {
-	wtNeed(t, "qemu-img")
+	testutil.Need(t, "qemu-img")
 	trials := 50
 	if s := os.Getenv("CKPTFS_CRASH_TRIALS"); s != "" {
 		n, err := strconv.Atoi(s)

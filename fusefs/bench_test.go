@@ -13,7 +13,6 @@ import (
 	"github.com/ckptfs/ckptfs/disk"
 	"github.com/ckptfs/ckptfs/disk/vhdxtest"
 	"github.com/ckptfs/ckptfs/fusefs"
-	"github.com/ckptfs/ckptfs/fusefs/fusetest"
 )
 
 // BenchmarkMountRead reads a 64 MiB disk sequentially through a real
@@ -28,25 +27,25 @@ func BenchmarkMountRead(b *testing.B) {
 	// 1 layer: a base full of data.
 	base := vhdxtest.New(vhdxtest.Options{VirtualSize: size, BlockSize: 2 * disk.MiB})
 	buf := make([]byte, size)
-	fusetest.Fill(buf, 1)
+	vhdxtest.Fill(buf, 1)
 	base.Write(0, buf)
 	one := filepath.Join(dir, "one", "Disk.vhdx")
 	os.MkdirAll(filepath.Dir(one), 0o755)
-	fusetest.Save(b, base, one)
+	vhdxtest.Save(b, base, one)
 	// 4 partial: the same base and three children each holding every
 	// fourth 64 KiB run.
 	parent, parentPath := base, filepath.Join(dir, "four", "Disk.vhdx")
 	os.MkdirAll(filepath.Dir(parentPath), 0o755)
-	fusetest.Save(b, base, parentPath)
+	vhdxtest.Save(b, base, parentPath)
 	for i := 1; i < 4; i++ {
 		child := vhdxtest.New(vhdxtest.Options{VirtualSize: size, BlockSize: 2 * disk.MiB, Parent: parent, ParentPath: parentPath})
 		for off := int64(i) * 64 << 10; off < size; off += 4 * 64 << 10 {
 			run := make([]byte, 64<<10)
-			fusetest.Fill(run, uint64(off)+uint64(i))
+			vhdxtest.Fill(run, uint64(off)+uint64(i))
 			child.Write(off, run)
 		}
-		p := filepath.Join(dir, "four", fusetest.ChildName("Disk"))
-		fusetest.Save(b, child, p)
+		p := filepath.Join(dir, "four", vhdxtest.ChildName("Disk"))
+		vhdxtest.Save(b, child, p)
 		parent, parentPath = child, p
 	}
 	for _, c := range []struct{ name, leaf string }{{"1layer", one}, {"4partial", parentPath}} {

@@ -47,7 +47,8 @@ func (r *rawFS) OpenDir(in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
 	return fuse.OK
 }
 
-// listing returns the entries of folder dir.
+// listing returns the entries of folder dir; a volume folder's are kept
+// with its inode while the kernel reads them (see readDir).
 func (r *rawFS) listing(dir *inode) (*dirListing, fuse.Status) {
 	if l := dir.dir.Load(); l != nil {
 		return l, fuse.OK
@@ -65,14 +66,15 @@ func (r *rawFS) listing(dir *inode) (*dirListing, fuse.Status) {
 			}
 		}
 	} else {
-		pl, err := r.plain.list(dir.plain)
+		kids, err := r.plainChildren(dir.plain)
 		if err != nil {
 			return nil, fuse.EIO
 		}
-		l.ents = make([]dirEnt, 0, len(pl.children))
-		for _, c := range pl.children {
+		l.ents = make([]dirEnt, 0, len(kids))
+		for _, c := range kids {
 			l.ents = append(l.ents, dirEnt{name: c.Name, mode: kindOf(c), plain: c})
 		}
+		return l, fuse.OK // few entries, listed once by the node itself
 	}
 	if !dir.dir.CompareAndSwap(nil, l) {
 		if cur := dir.dir.Load(); cur != nil {

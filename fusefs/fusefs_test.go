@@ -19,8 +19,8 @@ import (
 
 	"github.com/ckptfs/ckptfs/chain"
 	"github.com/ckptfs/ckptfs/checkpoint"
+	"github.com/ckptfs/ckptfs/disk/vhdxtest"
 	"github.com/ckptfs/ckptfs/fusefs"
-	"github.com/ckptfs/ckptfs/fusefs/fusetest"
 	"github.com/ckptfs/ckptfs/internal/testutil"
 	"github.com/ckptfs/ckptfs/volume"
 )
@@ -202,7 +202,7 @@ func TestChainConcurrentReads(t *testing.T) {
 	testutil.NeedFUSE(t)
 	src := t.TempDir()
 	const size = 8<<20 + 512*7
-	gen := fusetest.Generate(t, src, "Disk", size, 4, 7)
+	gen := vhdxtest.Generate(t, src, "Disk", size, 4, 7)
 	testutil.Unchanged(t, gen.Paths...)
 	c, err := chain.Open(gen.Leaf(), chain.Options{})
 	if err != nil {
@@ -262,7 +262,7 @@ func TestChainConcurrentReads(t *testing.T) {
 
 // smallReads reads 4 KiB (and 100 bytes, unaligned) at every 64 KiB of the
 // leaf and compares them with the model.
-func smallReads(t *testing.T, dir string, gen fusetest.Chain, contents [][]byte, size int64) {
+func smallReads(t *testing.T, dir string, gen vhdxtest.Chain, contents [][]byte, size int64) {
 	t.Helper()
 	leaf := len(gen.Paths) - 1
 	name := strings.TrimSuffix(filepath.Base(gen.Paths[leaf]), filepath.Ext(gen.Paths[leaf]))
@@ -283,7 +283,7 @@ func smallReads(t *testing.T, dir string, gen fusetest.Chain, contents [][]byte,
 	}
 }
 
-func concurrentReads(t *testing.T, dir string, gen fusetest.Chain, contents [][]byte, size int64) {
+func concurrentReads(t *testing.T, dir string, gen vhdxtest.Chain, contents [][]byte, size int64) {
 	type point struct {
 		file string
 		want []byte

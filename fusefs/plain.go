@@ -1,7 +1,6 @@
 package fusefs
 
 import (
-	"sync"
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -11,74 +10,37 @@ import (
 
 // Plain nodes: the folders, files and symlinks of the checkpoint tree.
 
-// kindOf is the S_IFMT part of a plain node's mode.
+// kindOf is the S_IFMT part of a plain node's mode (checkpoint.Node.Kind:
+// a file system is shown as a folder).
 func kindOf(n *checkpoint.Node) uint32 {
-	switch {
-	case n.IsDir || n.FS != nil || n.Children != nil || n.List != nil:
+	switch n.Kind() {
+	case checkpoint.KindFolder, checkpoint.KindFileSystem:
 		return syscall.S_IFDIR
-	case n.Target != "":
+	case checkpoint.KindSymlink:
 		return syscall.S_IFLNK
 	}
 	return syscall.S_IFREG
 }
 
-// plainTree lists plain folders, each once per mount.
-type plainTree struct {
-	log      Logger
-	mu       sync.Mutex
-	listings map[*checkpoint.Node]*plainListing
-}
-
-// plainListing is a plain folder's children, computed once.
-type plainListing struct {
-	once     sync.Once
-	children []*checkpoint.Node // valid names, first of each name
-	byName   map[string]*checkpoint.Node
-	err      error
-}
-
-func newPlainTree(lg Logger) *plainTree {
-	return &plainTree{log: lg, listings: map[*checkpoint.Node]*plainListing{}}
-}
-
-// list returns n's children, calling n.List at most once per mount.
-// Entries with impossible names and second entries of one name are left
-// out (and logged).
-func (t *plainTree) list(n *checkpoint.Node) (*plainListing, error) {
-	t.mu.Lock()
-	l := t.listings[n]
-	if l == nil {
-		l = &plainListing{}
-		t.listings[n] = l
+// plainChildren returns the entries of plain folder n that can be shown:
+// those with a possible name, the first of each name (Node.Entries lists
+// the folder once; nothing here keeps a second copy).
+func (r *rawFS) plainChildren(n *checkpoint.Node) ([]*checkpoint.Node, error) {
+	kids, err := n.Entries()
+	if err != nil {
+		r.log.Errorf("listing %s: %v", n.Name, err)
+		return nil, err
 	}
-	t.mu.Unlock()
-	l.once.Do(func() {
-		kids := n.Children
-		if n.List != nil {
-			kids, l.err = n.List()
-			if l.err != nil {
-				t.log.Errorf("listing %s: %v", n.Name, l.err)
-				return
-			}
+	seen := make(map[string]bool, len(kids))
+	out := make([]*checkpoint.Node, 0, len(kids))
+	for _, c := range kids {
+		if c == nil || !validName(c.Name) || seen[c.Name] {
+			continue
 		}
-		l.byName = make(map[string]*checkpoint.Node, len(kids))
-		for _, c := range kids {
-			if c == nil {
-				continue
-			}
-			if !validName(c.Name) {
-				t.log.Warnf("folder %s: skipping an entry with an impossible name %q", n.Name, c.Name)
-				continue
-			}
-			if _, dup := l.byName[c.Name]; dup {
-				t.log.Warnf("folder %s: skipping a second entry named %q", n.Name, c.Name)
-				continue
-			}
-			l.byName[c.Name] = c
-			l.children = append(l.children, c)
-		}
-	})
-	return l, l.err
+		seen[c.Name] = true
+		out = append(out, c)
+	}
+	return out, nil
 }
 
 // plainAttr fills the attributes of a plain node.
@@ -137,11 +99,17 @@ func (r *rawFS) child(parent uint64, c *checkpoint.Node, a *fuse.Attr) *inode {
 
 // lookupPlain looks name up in plain folder dir.
 func (r *rawFS) lookupPlain(dir *inode, name string, out *fuse.EntryOut) fuse.Status {
-	l, err := r.plain.list(dir.plain)
+	kids, err := dir.plain.Entries()
 	if err != nil {
 		return fuse.EIO
 	}
-	c := l.byName[name]
+	var c *checkpoint.Node
+	for _, k := range kids {
+		if k != nil && k.Name == name && validName(name) {
+			c = k
+			break
+		}
+	}
 	if c == nil {
 		return fuse.ENOENT
 	}

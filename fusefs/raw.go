@@ -26,7 +26,6 @@ type rawFS struct {
 	uid, gid uint32
 	timeout  time.Duration
 	inodes   *table
-	plain    *plainTree
 	splicer  *splicer
 	// openFiles: answer OPEN (direct I/O, or a writable mount, where
 	// some files refuse writes and others keep no cache); otherwise OPEN
@@ -74,7 +73,6 @@ func newRawFS(root *checkpoint.Node, opts Options) *rawFS {
 	if !opts.NoSplice && !opts.NoMap {
 		r.splicer.maps = &mappings{}
 	}
-	r.plain = newPlainTree(lg)
 	id := r.inodes.plainID(root)
 	r.inodes.ref(id, func() *inode { return &inode{mode: syscall.S_IFDIR, plain: root, parent: id} })
 	return r

@@ -122,3 +122,32 @@ type DataMapper interface {
 	// file: read it with ReadAt.
 	MapData(off, n int64, dst []Extent) (out []Extent, ok bool)
 }
+
+// UnixPermissions is implemented by file systems that store Unix
+// permission bits and owners (ext2/3/4, XFS): their Attr.Mode permission bits,
+// Uid and Gid are the file system's own. Elsewhere (NTFS, FAT) the reader
+// makes them up, and they say nothing about the files.
+type UnixPermissions interface {
+	// HasUnixPermissions reports whether the file system stores them.
+	HasUnixPermissions() bool
+}
+
+// HasUnixPermissions reports whether f stores Unix permission bits and
+// owners (see UnixPermissions).
+func HasUnixPermissions(f FS) bool {
+	u, ok := f.(UnixPermissions)
+	return ok && u.HasUnixPermissions()
+}
+
+// ReadFull reads len(p) bytes at off; a short read is an error
+// (io.ErrUnexpectedEOF when r gave no other).
+func ReadFull(r io.ReaderAt, p []byte, off int64) error {
+	n, err := r.ReadAt(p, off)
+	if n == len(p) {
+		return nil
+	}
+	if err == nil || err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return err
+}

@@ -119,19 +119,18 @@ type Options struct {
 	Full bool
 }
 
-// Points compares point folder a (older) with point folder b (newer) of
-// trees listed through t. Paths that cannot be compared are reported as
+// Points compares point folder a (older) with point folder b (newer).
+// Paths that cannot be compared are reported as
 // changes with status E; the error is only for failures of the whole
 // comparison.
-func Points(t *nav.Tree, a, b *checkpoint.Node, opts Options) (*Result, error) {
-	d := &differ{t: t, opts: opts, res: &Result{Changes: []Change{}, Volumes: []VolumeStats{}}}
+func Points(a, b *checkpoint.Node, opts Options) (*Result, error) {
+	d := &differ{opts: opts, res: &Result{Changes: []Change{}, Volumes: []VolumeStats{}}}
 	d.nodes(a, b, "")
 	sort.SliceStable(d.res.Changes, func(i, j int) bool { return d.res.Changes[i].Path < d.res.Changes[j].Path })
 	return d.res, nil
 }
 
 type differ struct {
-	t    *nav.Tree
 	opts Options
 	res  *Result
 }
@@ -156,20 +155,20 @@ func join(dir, name string) string {
 
 // nodes compares two nodes of the tree at path p.
 func (d *differ) nodes(a, b *checkpoint.Node, p string) {
-	ka, kb := nav.KindOf(a), nav.KindOf(b)
+	ka, kb := a.Kind(), b.Kind()
 	switch {
-	case ka == nav.FileSystem && kb == nav.FileSystem:
+	case ka == checkpoint.KindFileSystem && kb == checkpoint.KindFileSystem:
 		d.volumes(a, b, p, p)
 		return
 	case ka != kb:
 		d.only(Deleted, a, p)
 		d.only(Added, b, p)
 		return
-	case ka != nav.Folder:
+	case ka != checkpoint.KindFolder:
 		return // raw images and other plain files are not compared
 	}
-	la, errA := d.t.Children(a)
-	lb, errB := d.t.Children(b)
+	la, errA := a.Entries()
+	lb, errB := b.Entries()
 	if errA != nil || errB != nil {
 		d.emit(Change{Status: Error, Path: p, Type: "dir", Err: errors.Join(errA, errB).Error()})
 		return
@@ -225,7 +224,7 @@ func (d *differ) nodes(a, b *checkpoint.Node, p string) {
 // only reports every file of the file systems at or below n as added or
 // deleted.
 func (d *differ) only(st Status, n *checkpoint.Node, p string) {
-	fss, err := d.t.FileSystems(n)
+	fss, err := nav.FileSystems(n)
 	if err != nil {
 		d.emit(Change{Status: Error, Path: p, Type: "dir", Err: err.Error()})
 	}

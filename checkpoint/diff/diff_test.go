@@ -13,7 +13,6 @@ import (
 
 	"github.com/ckptfs/ckptfs/chain"
 	"github.com/ckptfs/ckptfs/checkpoint"
-	"github.com/ckptfs/ckptfs/checkpoint/nav"
 	"github.com/ckptfs/ckptfs/disk"
 	"github.com/ckptfs/ckptfs/disk/vhdxtest"
 	"github.com/ckptfs/ckptfs/volume"
@@ -188,7 +187,7 @@ func TestWalk(t *testing.T) {
 	b.at("ads").streams = map[string][]byte{"s": []byte("2")}
 
 	pa, pb := point("A", fsNode("1-x", a, nil)), point("B", fsNode("1-x", b, nil))
-	res, err := Points(nav.New(), pa, pb, Options{})
+	res, err := Points(pa, pb, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,14 +218,14 @@ M	Disk.files/1-x/time.txt	(mtime)
 	}
 
 	// A file system only in the newer point: everything added.
-	res, _ = Points(nav.New(), point("A"), pb, Options{})
+	res, _ = Points(point("A"), pb, Options{})
 	if len(res.Changes) != 15 || res.Changes[0].Path != "Disk.files/1-x" || res.Changes[0].Status != Added {
 		t.Errorf("added file system:\n%s", lines(res))
 	}
 	// A renamed file-system folder on the same partition is paired.
 	c, _ := testChain(t)
 	na, nb := fsNode("1-old", a, c.Point(1)), fsNode("1-new", b, c)
-	res, _ = Points(nav.New(), point("A", na), point("B", nb), Options{})
+	res, _ = Points(point("A", na), point("B", nb), Options{})
 	if len(res.Changes) != 18 || !strings.HasPrefix(res.Changes[0].Path, "Disk.files/1-new/") {
 		t.Errorf("renamed file-system folder:\n%s", lines(res))
 	}
@@ -247,7 +246,7 @@ func TestExtentsAvoidReads(t *testing.T) {
 	b.at("moved").ext = []volume.Extent{x(0, 4*disk.MiB, 4)}
 	pa := point("A", fsNode("1-x", extFS{a}, c.Point(1)))
 	pb := point("B", fsNode("1-x", extFS{b}, c))
-	res, err := Points(nav.New(), pa, pb, Options{})
+	res, err := Points(pa, pb, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,14 +258,14 @@ func TestExtentsAvoidReads(t *testing.T) {
 		t.Errorf("volume stats: %+v", v)
 	}
 	// --full reads everything, and so sees the impossible change too.
-	res, _ = Points(nav.New(), pa, pb, Options{Full: true})
+	res, _ = Points(pa, pb, Options{Full: true})
 	if n := len(res.Changes); n != 3 {
 		t.Errorf("--full: %s", lines(res))
 	}
 	// Without changes in the volume nothing is read.
 	opens := a.opens.Load() + b.opens.Load()
 	same := point("B", fsNode("1-x", extFS{b}, c.Point(1)))
-	res, _ = Points(nav.New(), pa, same, Options{})
+	res, _ = Points(pa, same, Options{})
 	if len(res.Changes) != 0 || res.Volumes[0].Method != "unchanged" || a.opens.Load()+b.opens.Load() != opens {
 		t.Errorf("unchanged volume: %s %+v", lines(res), res.Volumes)
 	}
@@ -294,9 +293,8 @@ func TestListedOnce(t *testing.T) {
 		calls++
 		return nil, errors.New("no partition table")
 	}}
-	tr := nav.New()
-	res, _ := Points(tr, checkpoint.Dir("A", lazy), checkpoint.Dir("B", lazy), Options{})
-	if _, err := tr.Children(lazy); err == nil || calls != 1 {
+	res, _ := Points(checkpoint.Dir("A", lazy), checkpoint.Dir("B", lazy), Options{})
+	if _, err := lazy.Entries(); err == nil || calls != 1 {
 		t.Errorf("List called %d times", calls)
 	}
 	if len(res.Changes) != 1 || res.Changes[0].Status != Error || !strings.Contains(res.Changes[0].Err, "no partition table") {

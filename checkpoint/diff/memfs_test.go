@@ -73,6 +73,9 @@ func (m *memFS) Label() string         { return "" }
 func (m *memFS) Root() uint64          { return 1 }
 func (m *memFS) CaseInsensitive() bool { return false }
 
+// HasUnixPermissions makes an "ext…" memFS keep modes and owners.
+func (m *memFS) HasUnixPermissions() bool { return strings.HasPrefix(m.typ, "ext") }
+
 func (m *memFS) node(ino uint64) (*memNode, error) {
 	n := m.nodes[ino]
 	if n == nil {

@@ -12,16 +12,6 @@ import (
 
 var errNotNTFS = errors.New("not NTFS on both sides")
 
-// NTFS metafile numbers: records below firstUser are metafiles (hidden
-// from the root) except the root directory itself.
-const (
-	ntfsRoot      = 5
-	ntfsFirstUser = 24
-)
-
-// maxPathDepth bounds the parent chain followed for one NTFS path.
-const maxPathDepth = 512
-
 // ntfs compares two NTFS volumes from the records that can differ. It
 // returns an error, having reported nothing, when the method does not
 // apply; the caller then walks the trees.
@@ -141,11 +131,11 @@ func (v *volPair) ntfs() error {
 	}
 	sort.Slice(inos, func(i, j int) bool { return inos[i] < inos[j] })
 	for _, ino := range inos {
-		if ino < ntfsFirstUser && ino != ntfsRoot {
+		if ntfs.IsMetafile(ino) {
 			continue
 		}
-		pa, errA := v.a.ntfsPaths(na, ino)
-		pb, errB := v.b.ntfsPaths(nb, ino)
+		pa, errA := v.a.ntfsPaths(na).Paths(ino)
+		pb, errB := v.b.ntfsPaths(nb).Paths(ino)
 		for _, p := range append(pa, pb...) {
 			pathSet[p] = true
 		}
@@ -243,71 +233,10 @@ func placedDifferently(a, b []volume.Extent) Ranges {
 	return out
 }
 
-// ntfsPaths returns the paths of inode ino (one per name), relative to the
-// root; metafiles and what lies below them have none.
-func (s *side) ntfsPaths(f *ntfs.FS, ino uint64) ([]string, error) {
-	if ino == ntfsRoot {
-		return []string{""}, nil
-	}
-	if ino < ntfsFirstUser {
-		return nil, nil
-	}
-	names, err := f.Names(ino)
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, n := range names {
-		dir, ok, err := s.ntfsDirPath(f, n.Parent, 0)
-		if err != nil {
-			return out, err
-		}
-		if ok {
-			out = append(out, join(dir, n.Name))
-		}
-	}
-	return out, nil
-}
-
-// ntfsDirPath returns the path of directory ino, false for one hidden
-// below a metafile.
-func (s *side) ntfsDirPath(f *ntfs.FS, ino uint64, depth int) (string, bool, error) {
-	if ino == ntfsRoot {
-		return "", true, nil
-	}
-	if ino < ntfsFirstUser {
-		return "", false, nil
-	}
+// ntfsPaths returns the side's NTFS path finder, made on first use.
+func (s *side) ntfsPaths(f *ntfs.FS) *ntfs.PathFinder {
 	if s.paths == nil {
-		s.paths = map[uint64][]string{}
+		s.paths = ntfs.NewPathFinder(f)
 	}
-	if p, ok := s.paths[ino]; ok {
-		if len(p) == 0 {
-			return "", false, nil
-		}
-		return p[0], true, nil
-	}
-	if depth > maxPathDepth {
-		return "", false, fmt.Errorf("inode %d: parent chain deeper than %d: %w", ino, maxPathDepth, volume.ErrCorrupt)
-	}
-	names, err := f.Names(ino)
-	if err != nil {
-		return "", false, err
-	}
-	for _, n := range names {
-		if n.Parent == ino {
-			continue
-		}
-		dir, ok, err := s.ntfsDirPath(f, n.Parent, depth+1)
-		if err != nil {
-			return "", false, err
-		}
-		if ok {
-			p := join(dir, n.Name)
-			s.paths[ino] = []string{p}
-			return p, true, nil
-		}
-	}
-	s.paths[ino] = []string{}
-	return "", false, nil
+	return s.paths
 }

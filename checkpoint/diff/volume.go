@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/ckptfs/ckptfs/volume"
+	"github.com/ckptfs/ckptfs/volume/ntfs"
 )
 
 // volPair compares one file system of the older point (a) with the same
@@ -29,7 +30,7 @@ type volPair struct {
 type side struct {
 	fs    volume.FS
 	dirs  map[string]volume.Entry // resolved directory paths
-	paths map[uint64][]string     // NTFS: paths of directories by inode
+	paths *ntfs.PathFinder        // NTFS: paths of inodes
 }
 
 func (v *volPair) side(st Status, f volume.FS) *side {
@@ -177,7 +178,7 @@ func (v *volPair) compareEntries(ea, eb *volume.Entry, rel string, deep bool) bo
 		return true
 	}
 	var reasons []string
-	posix := strings.HasPrefix(v.fb.Type(), "ext") && strings.HasPrefix(v.fa.Type(), "ext")
+	posix := volume.HasUnixPermissions(v.fa) && volume.HasUnixPermissions(v.fb)
 	if posix && sa.Mode.Perm() != sb.Mode.Perm() {
 		reasons = append(reasons, ReasonMode)
 	}

@@ -2,9 +2,8 @@
 // without mounting it: through its folders and on into the file systems
 // (volume.FS) the tree renders, by path.
 //
-// It walks the tree generically: a node is a file system (FS set), a file
-// (Data), a symlink (Target) or else a folder (Children, or List computed
-// once). Folder names are matched exactly, else ignoring case when that
+// It walks the tree generically, by Node.Kind, reading folders through
+// Node.Entries (which runs a lazy List once per node). Folder names are matched exactly, else ignoring case when that
 // is unambiguous; names inside a file system go through volume.FS.Lookup,
 // which ignores case where the file system does.
 package nav
@@ -16,74 +15,15 @@ import (
 	"path"
 	"sort"
 	"strings"
-	"sync"
 
 	"github.com/ckptfs/ckptfs/checkpoint"
 	"github.com/ckptfs/ckptfs/volume"
 )
 
-// Kind is what a node shows.
-type Kind int
-
-// Node kinds.
-const (
-	Folder Kind = iota
-	File
-	Symlink
-	FileSystem
-)
-
-// KindOf classifies a node.
-func KindOf(n *checkpoint.Node) Kind {
-	switch {
-	case n.FS != nil:
-		return FileSystem
-	case n.Data != nil:
-		return File
-	case n.Target != "":
-		return Symlink
-	}
-	return Folder
-}
-
-// Tree lists the folders of a node tree, calling each node's List at most
-// once however often the folder is asked for. It is safe for concurrent
-// use. Use one Tree per node tree.
-type Tree struct {
-	mu    sync.Mutex
-	lists map[*checkpoint.Node]*listing
-}
-
-type listing struct {
-	once  sync.Once
-	nodes []*checkpoint.Node
-	err   error
-}
-
-// New returns an empty Tree.
-func New() *Tree { return &Tree{lists: map[*checkpoint.Node]*listing{}} }
-
-// Children returns the children of folder n. A List error is kept and
-// returned again.
-func (t *Tree) Children(n *checkpoint.Node) ([]*checkpoint.Node, error) {
-	if n.List == nil {
-		return n.Children, nil
-	}
-	t.mu.Lock()
-	l := t.lists[n]
-	if l == nil {
-		l = &listing{}
-		t.lists[n] = l
-	}
-	t.mu.Unlock()
-	l.once.Do(func() { l.nodes, l.err = n.List() })
-	return l.nodes, l.err
-}
-
 // Child finds the child of folder n called name: exactly, else the only
 // child whose name matches ignoring case.
-func (t *Tree) Child(n *checkpoint.Node, name string) (*checkpoint.Node, error) {
-	kids, err := t.Children(n)
+func Child(n *checkpoint.Node, name string) (*checkpoint.Node, error) {
+	kids, err := n.Entries()
 	if err != nil {
 		return nil, err
 	}
@@ -145,7 +85,7 @@ var (
 // Walk follows the slash-separated path p from node from. Empty and "."
 // elements are skipped; ".." goes back up, never above from. Errors name
 // the path walked so far.
-func (t *Tree) Walk(from *checkpoint.Node, p string) (Loc, error) {
+func Walk(from *checkpoint.Node, p string) (Loc, error) {
 	stack := []Loc{{Node: from}}
 	for _, name := range strings.Split(p, "/") {
 		cur := stack[len(stack)-1]
@@ -158,7 +98,7 @@ func (t *Tree) Walk(from *checkpoint.Node, p string) (Loc, error) {
 			}
 			continue
 		}
-		next, err := t.step(cur, name)
+		next, err := step(cur, name)
 		if err != nil {
 			return Loc{}, fmt.Errorf("%s: %w", join(cur.Path, name), err)
 		}
@@ -168,7 +108,7 @@ func (t *Tree) Walk(from *checkpoint.Node, p string) (Loc, error) {
 }
 
 // step goes from cur to its child name.
-func (t *Tree) step(cur Loc, name string) (Loc, error) {
+func step(cur Loc, name string) (Loc, error) {
 	cur = cur.Enter()
 	if cur.In {
 		v := cur.Node.FS
@@ -185,10 +125,10 @@ func (t *Tree) step(cur Loc, name string) (Loc, error) {
 		}
 		return Loc{Node: cur.Node, In: true, Ino: e.Ino, Path: join(cur.Path, e.Name)}, nil
 	}
-	if KindOf(cur.Node) != Folder {
+	if cur.Node.Kind() != checkpoint.KindFolder {
 		return Loc{}, ErrNotDir
 	}
-	c, err := t.Child(cur.Node, name)
+	c, err := Child(cur.Node, name)
 	if err != nil {
 		return Loc{}, err
 	}
@@ -206,16 +146,16 @@ func join(dir, name string) string {
 // inside file systems), depth first in name order, as places whose Path
 // is relative to from. Folders that cannot be listed are skipped and
 // their errors joined into the returned error.
-func (t *Tree) FileSystems(from *checkpoint.Node) ([]Loc, error) {
+func FileSystems(from *checkpoint.Node) ([]Loc, error) {
 	var out []Loc
 	var errs []error
 	var walk func(n *checkpoint.Node, p string)
 	walk = func(n *checkpoint.Node, p string) {
-		switch KindOf(n) {
-		case FileSystem:
+		switch n.Kind() {
+		case checkpoint.KindFileSystem:
 			out = append(out, Loc{Node: n, Path: p})
-		case Folder:
-			kids, err := t.Children(n)
+		case checkpoint.KindFolder:
+			kids, err := n.Entries()
 			if err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", p, err))
 				return

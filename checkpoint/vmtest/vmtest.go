@@ -66,7 +66,7 @@ func Build(root string, seed int64) (*Fixture, error) {
 	for di, dname := range fx.Disks {
 		files[dname], contents[dname] = map[string]string{}, map[string][]byte{}
 		images := map[string]*vhdxtest.Image{}
-		size := int64(16+8*di) * disk.MiB
+		size := int64(8+4*di) * disk.MiB
 		for _, s := range specs {
 			o := vhdxtest.Options{VirtualSize: size, BlockSize: 2 * disk.MiB}
 			name := dname + ".vhdx"
@@ -87,7 +87,9 @@ func Build(root string, seed int64) (*Fixture, error) {
 				return nil, err
 			}
 			images[s.key], files[dname][s.key] = im, name
-			contents[dname][s.key] = im.ChainContents()
+			// On top of the parent's contents, computed already (not
+			// ChainContents: that recomputes the whole chain each time).
+			contents[dname][s.key] = im.Contents(contents[dname][s.parent])
 		}
 	}
 	t0 := time.Date(2026, 11, 20, 10, 2, 13, 0, time.UTC)

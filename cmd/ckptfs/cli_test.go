@@ -3,12 +3,15 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 
+	"github.com/ckptfs/ckptfs/chain"
 	"github.com/ckptfs/ckptfs/checkpoint/vmtest"
 	"github.com/ckptfs/ckptfs/disk"
 	"github.com/ckptfs/ckptfs/disk/vhdxtest"
@@ -22,10 +25,11 @@ func cli(args ...string) (int, string, string) {
 	return code, out.String(), errb.String()
 }
 
-// smallChain writes base + child (child dirty-logged) into dir.
+// smallChain writes base + child (child dirty-logged) into dir: a 24 MiB
+// disk, three of export's 8 MiB steps, mostly holes.
 func smallChain(t *testing.T, dir string) (leaf string, want []byte, paths []string) {
 	t.Helper()
-	base := vhdxtest.New(vhdxtest.Options{VirtualSize: 64 * disk.MiB, BlockSize: disk.MiB})
+	base := vhdxtest.New(vhdxtest.Options{VirtualSize: 24 * disk.MiB, BlockSize: disk.MiB})
 	base.Write(3*disk.MiB, bytes.Repeat([]byte("base"), 4096))
 	bp := filepath.Join(dir, "Disk.vhdx")
 	if err := base.Save(bp); err != nil {
@@ -79,10 +83,7 @@ func TestInfoChainExport(t *testing.T) {
 	if code, _, errs := cli("export", leaf, raw); code != 0 {
 		t.Fatalf("export: %s", errs)
 	}
-	got, err := os.ReadFile(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
+	got, _ := testutil.MapFile(t, raw)
 	if !bytes.Equal(got, want) {
 		t.Fatal("exported image differs from the chain")
 	}
@@ -197,11 +198,7 @@ func TestExportVHDX(t *testing.T) {
 	}
 	back := filepath.Join(dir, "back.raw")
 	testutil.Run(t, "qemu-img", "convert", "-f", "vhdx", "-O", "raw", out, back)
-	got, err := os.ReadFile(back)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, want) {
+	if got, _ := testutil.MapFile(t, back); !bytes.Equal(got, want) {
 		t.Fatal("qemu-img reads different bytes from the exported VHDX")
 	}
 	// Only the one block holding data is allocated.
@@ -216,5 +213,29 @@ func TestExportVHDX(t *testing.T) {
 	testutil.Run(t, "qemu-img", "check", out)
 	if code, _, errs := cli("export", "--format", "vhdx", leaf, out); code == 0 || !strings.Contains(errs, "--force") {
 		t.Errorf("export over an existing file: %d %s", code, errs)
+	}
+}
+
+// TestAdvise checks that chain errors get the advice about flags, found
+// by type (errors.Is), once.
+func TestAdvise(t *testing.T) {
+	nf := fmt.Errorf("opening: %w", &chain.ParentNotFoundError{Child: "/x/child.avhdx", Tried: []string{"/x/base.vhdx"}})
+	le := &chain.LinkageError{Child: "/x/child.avhdx", Parent: "/x/base.vhdx", Key: "parent_linkage"}
+	for _, c := range []struct {
+		err  error
+		want string
+	}{
+		{nf, "; copy the parent beside it or add --search-path DIR"},
+		{advise(nf), "; copy the parent beside it or add --search-path DIR"},
+		{le, "; use --ignore-linkage to open it anyway"},
+		{errors.New("other"), "other"},
+	} {
+		got := advise(c.err).Error()
+		if !strings.HasSuffix(got, c.want) || strings.Count(got, "--") > 1 {
+			t.Errorf("advise(%v) = %q, want it to end in %q once", c.err, got, c.want)
+		}
+		if !errors.Is(advise(c.err), c.err) {
+			t.Errorf("advise(%v) does not wrap it", c.err)
+		}
 	}
 }

@@ -54,17 +54,16 @@ func runDiff(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer view.Close()
-	tree := nav.New()
 	var pts [2]*checkpoint.Node
 	for i, name := range []string{fl.Arg(1), fl.Arg(2)} {
-		n, err := resolvePoint(tree, view.Root, name)
+		n, err := nav.Point(view.Root, name)
 		if err != nil {
-			return fmt.Errorf("%s: no such point (points: %s)", name, pointNames(tree, view.Root))
+			return err
 		}
 		pts[i] = n
 	}
 	sl := newStatusLine(stderr)
-	res, err := diff.Points(tree, pts[0], pts[1], diff.Options{Progress: sl.update, Full: *full})
+	res, err := diff.Points(pts[0], pts[1], diff.Options{Progress: sl.update, Full: *full})
 	sl.done()
 	if err != nil {
 		return err

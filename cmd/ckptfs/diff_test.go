@@ -143,7 +143,7 @@ func testDiff(t *testing.T, f *fixture) {
 	t.Run("mount", func(t *testing.T) {
 		testutil.NeedFUSE(t)
 		mnt := mountDir(t)
-		ckptfsMount(t, mountBinary(t), f.dir, mnt)
+		ckptfsMount(t, sharedBinary(t), f.dir, mnt)
 		if _, err := os.Stat(filepath.Join(mnt, f.points[0].name, f.fsPath["ntfs"])); err != nil {
 			t.Skipf("the mount shows no file systems: %v", err)
 		}

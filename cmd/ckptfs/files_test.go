@@ -22,7 +22,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -154,74 +153,11 @@ func must(t testing.TB, err error) {
 	}
 }
 
-// ---- ntfs-3g mounts ----
-
-// ntfsMount is an ntfs-3g mount run in the foreground, so that unmounting
-// waits until everything is written back.
-type ntfsMount struct {
-	dir  string
-	img  string
-	cmd  *exec.Cmd
-	done chan error
-	once sync.Once
-	err  error
-	out  bytes.Buffer
-}
-
-func mountNTFS(t testing.TB, img string, opts ...string) *ntfsMount {
+// mountNTFS mounts an NTFS image with ntfs-3g beside it (unmounted at
+// cleanup at the latest).
+func mountNTFS(t testing.TB, img string, opts ...string) *testutil.NTFS3G {
 	t.Helper()
-	dir, err := os.MkdirTemp(filepath.Dir(img), "mnt")
-	must(t, err)
-	m := &ntfsMount{dir: dir, img: img, done: make(chan error, 1)}
-	m.cmd = exec.Command("ntfs-3g", "-o", strings.Join(append([]string{"no_detach", "noatime"}, opts...), ","), img, dir)
-	m.cmd.Stdout, m.cmd.Stderr = &m.out, &m.out
-	must(t, m.cmd.Start())
-	go func() { m.done <- m.cmd.Wait() }()
-	t.Cleanup(func() {
-		if err := m.unmount(); err != nil {
-			t.Errorf("cleanup: %v", err)
-		}
-	})
-	deadline := time.Now().Add(20 * time.Second)
-	for !testutil.IsMounted(dir) {
-		select {
-		case err := <-m.done:
-			m.done <- err
-			t.Fatalf("ntfs-3g exited before mounting: %v\n%s", err, m.out.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("ntfs-3g did not mount %s", img)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return m
-}
-
-func (m *ntfsMount) unmount() error {
-	m.once.Do(func() {
-		for i := 0; i < 100 && testutil.IsMounted(m.dir); i++ {
-			if exec.Command("fusermount", "-u", m.dir).Run() == nil {
-				break
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		if testutil.IsMounted(m.dir) {
-			exec.Command("umount", "-l", m.dir).Run()
-			m.err = fmt.Errorf("could not unmount %s", m.dir)
-		}
-		select {
-		case err := <-m.done:
-			if err != nil && m.err == nil {
-				m.err = fmt.Errorf("ntfs-3g: %v\n%s", err, m.out.String())
-			}
-		case <-time.After(15 * time.Second):
-			m.cmd.Process.Kill()
-			m.err = errors.New("ntfs-3g did not exit after unmount")
-		}
-		os.Remove(m.dir)
-	})
-	return m.err
+	return testutil.MountNTFS3G(t, img, "", opts...)
 }
 
 // ---- editors: change a file system and its model together ----
@@ -290,7 +226,8 @@ func (b *base) mRename(from, to string) {
 type osEditor struct {
 	base
 	root  string
-	mount *ntfsMount
+	mount *testutil.NTFS3G // NTFS: the ntfs-3g mount of img
+	img   string
 }
 
 func (e *osEditor) p(rel string) string { return filepath.Join(e.root, filepath.FromSlash(rel)) }
@@ -317,7 +254,8 @@ func (e *osEditor) rename(from, to string) {
 func (e *osEditor) symlink(rel, target string, mtime time.Time) {
 	os.Remove(e.p(rel))
 	must(e.t, os.Symlink(target, e.p(rel)))
-	setTimes(e.p(rel), mtime, mtime)
+	ts := unix.NsecToTimespec(mtime.UnixNano())
+	must(e.t, unix.UtimesNanoAt(unix.AT_FDCWD, e.p(rel), []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW))
 	e.parents(rel)
 	e.m[rel] = &entry{typ: "symlink", target: target, mtime: mtime, atime: mtime}
 }
@@ -335,15 +273,15 @@ func (e *osEditor) setStream(rel, name string, data []byte) {
 // bigStream writes a stream too large for the xattr interface (64 KiB)
 // through a second mount with streams_interface=windows ("file:stream").
 func (e *osEditor) bigStream(rel, name string, data []byte, img string) {
-	must(e.t, e.mount.unmount())
+	must(e.t, e.mount.Unmount())
 	m := mountNTFS(e.t, img, "streams_interface=windows")
-	p := filepath.Join(m.dir, filepath.FromSlash(rel))
+	p := m.Path(rel)
 	must(e.t, os.WriteFile(p+":"+name, data, 0o644))
 	x := e.m[rel]
 	must(e.t, os.Chtimes(p, x.atime, x.mtime))
-	must(e.t, m.unmount())
+	must(e.t, m.Unmount())
 	e.mount = mountNTFS(e.t, img, "compression")
-	e.root = e.mount.dir
+	e.root = e.mount.Dir
 	x.streams[name] = data
 }
 
@@ -373,7 +311,7 @@ func (e *osEditor) touch(rel string, mtime time.Time) {
 
 func (e *osEditor) close() {
 	if e.mount != nil {
-		must(e.t, e.mount.unmount())
+		must(e.t, e.mount.Unmount())
 	}
 }
 
@@ -598,10 +536,9 @@ func buildFixture(t *testing.T, dir string) *fixture {
 	v, err := checkpoint.OpenView(f.dir, chain.Options{}, checkpoint.FileTreeOptions{FileSystems: probe.Open})
 	must(t, err)
 	defer v.Close()
-	tr := nav.New()
-	pt, err := tr.Walk(v.Root, "Disk")
+	pt, err := nav.Walk(v.Root, "Disk")
 	must(t, err)
-	fss, err := tr.FileSystems(pt.Node)
+	fss, err := nav.FileSystems(pt.Node)
 	must(t, err)
 	for _, l := range fss {
 		switch typ := l.Node.FS.Type(); {
@@ -660,10 +597,12 @@ func stubImage(t testing.TB, p string) *vhdxtest.Image {
 func buildLayer(t testing.TB, prev, p *fxPoint) *vhdxtest.Image {
 	im := vhdxtest.New(vhdxtest.Options{Parent: prev.image, ParentPath: prev.layer})
 	for _, ps := range partSpec {
-		a, err := os.ReadFile(prev.parts[ps.kind])
-		must(t, err)
-		b, err := os.ReadFile(p.parts[ps.kind])
-		must(t, err)
+		// Mapped, not read: 120 MiB per point copied into Go memory is
+		// slow under the race detector.
+		a, unmapA := testutil.MapFile(t, prev.parts[ps.kind])
+		b, unmapB := testutil.MapFile(t, p.parts[ps.kind])
+		defer unmapA()
+		defer unmapB()
 		for s := 0; s < len(b); {
 			if bytes.Equal(a[s:s+512], b[s:s+512]) {
 				s += 512
@@ -696,7 +635,7 @@ func (f *fixture) editors(t *testing.T, p, prev *fxPoint, first bool) map[string
 		switch {
 		case k == "ntfs":
 			mnt := mountNTFS(t, p.parts[k], "compression")
-			eds[k] = &osEditor{base: b, root: mnt.dir, mount: mnt}
+			eds[k] = &osEditor{base: b, root: mnt.Dir, mount: mnt, img: p.parts[k]}
 		case k == "fat":
 			eds[k] = &fatEditor{base: b, img: p.parts[k], tmp: tmp}
 		case k == "ext4" && first:
@@ -749,7 +688,7 @@ func fill0(t *testing.T, eds map[string]editor) {
 	}
 	n.write("ads.txt", []byte("main data"), tm(18))
 	n.setStream("ads.txt", "small", []byte("tiny value"))
-	n.bigStream("ads.txt", "huge", rnd(12, 70<<10), n.mount.img)
+	n.bigStream("ads.txt", "huge", rnd(12, 70<<10), n.img)
 
 	fa := eds["fat"].(*fatEditor)
 	fa.write("readme.txt", []byte("FAT readme\n"), tm(1))
@@ -912,7 +851,7 @@ func (f *fixture) buildDataDisk(t *testing.T) {
 func (f *fixture) extract(t *testing.T, p *fxPoint, kind string) string {
 	switch kind {
 	case "ntfs":
-		return mountNTFS(t, p.parts[kind], "ro").dir
+		return mountNTFS(t, p.parts[kind], "ro").Dir
 	case "fat":
 		out := t.TempDir()
 		runEnv(t, nil, "mcopy", "-s", "-m", "-n", "-i", p.parts[kind], "::*", out)

@@ -63,7 +63,21 @@ type lsOutput struct {
 }
 
 func toLs(inv *checkpoint.Inventory) lsOutput {
-	out := lsOutput{Root: inv.Root, Warnings: inv.Warnings}
+	// The warnings about layers whose chain cannot be built are their
+	// errors' texts: give them the advice the errors get.
+	advised := map[string]string{}
+	for _, l := range inv.Layers {
+		if l.Err != nil {
+			advised[l.Err.Error()] = advise(l.Err).Error()
+		}
+	}
+	out := lsOutput{Root: inv.Root}
+	for _, w := range inv.Warnings {
+		if a, ok := advised[w]; ok {
+			w = a
+		}
+		out.Warnings = append(out.Warnings, w)
+	}
 	var conv func(p *checkpoint.Point) *lsPoint
 	conv = func(p *checkpoint.Point) *lsPoint {
 		lp := &lsPoint{Name: p.Name, Folder: p.Dir, ID: p.ID, Now: p.IsNow, Config: p.Config, Notes: p.Notes}
@@ -95,7 +109,7 @@ func toLs(inv *checkpoint.Inventory) lsOutput {
 			x.Parent = l.Parent.Path
 		}
 		if l.Err != nil {
-			x.Error = l.Err.Error()
+			x.Error = advise(l.Err).Error()
 		}
 		out.Layers = append(out.Layers, x)
 	}

@@ -12,6 +12,8 @@ import (
 
 	"github.com/sirupsen/logrus"
 	flag "github.com/spf13/pflag"
+
+	"github.com/ckptfs/ckptfs/chain"
 )
 
 // command is one subcommand.
@@ -76,10 +78,36 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ckptfs %s: %v\nusage: ckptfs %s %s\n", args[0], strings.TrimPrefix(err.Error(), "usage: "), args[0], c.usage)
 		return 2
 	default:
-		fmt.Fprintf(stderr, "ckptfs %s: %v\n", args[0], err)
+		fmt.Fprintf(stderr, "ckptfs %s: %v\n", args[0], advise(err))
 		return 1
 	}
 }
+
+// advise adds to err what the user can do about it with the flags every
+// command that opens a chain has (chainFlags). Errors already advised are
+// returned as they are.
+func advise(err error) error {
+	var a *advised
+	if errors.As(err, &a) {
+		return err
+	}
+	switch {
+	case errors.Is(err, chain.ErrParentNotFound):
+		return &advised{err, "copy the parent beside it or add --search-path DIR"}
+	case errors.Is(err, chain.ErrLinkageMismatch):
+		return &advised{err, "use --ignore-linkage to open it anyway"}
+	}
+	return err
+}
+
+// advised is an error with advice for the user.
+type advised struct {
+	err    error
+	advice string
+}
+
+func (a *advised) Error() string { return a.err.Error() + "; " + a.advice }
+func (a *advised) Unwrap() error { return a.err }
 
 var version = "dev"
 

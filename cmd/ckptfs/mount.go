@@ -121,23 +121,22 @@ func serveMount(source, mnt string, mf mountFlags, ready func(error) error) (err
 	startProfiles()
 	start := time.Now()
 	opts := chain.Options{SearchPaths: mf.searchPaths, IgnoreLinkage: mf.ignoreLinkage}
-	trees := checkpoint.FileTreeOptions{FileSystems: probe.Open}
+	trees := checkpoint.FileTreeOptions{FileSystems: probe.Open, Log: logrus.StandardLogger()}
 	var root *checkpoint.Node
 	if mf.rw {
-		var layer string
-		var closeLayer func(bool) error
-		var r *checkpoint.Node
-		layer, closeLayer, r, err = openWritable(source, opts, trees, mf)
+		var w *checkpoint.Writable
+		// err is serveMount's: the deferred close sees how the mount ended.
+		w, err = checkpoint.OpenWritable(source, checkpoint.WritableOptions{Chain: opts, Tree: trees, LayerDir: mf.layerDir})
 		if err != nil {
-			return err
+			return writableError(source, err)
 		}
 		defer func() {
-			if cerr := closeLayer(err != nil); cerr != nil && err == nil {
+			if cerr := closeWritable(w, err != nil || mf.discard); cerr != nil && err == nil {
 				err = cerr
 			}
 		}()
-		root = r
-		logrus.Infof("writable layer %s", layer)
+		root = w.Root
+		logrus.Infof("writable layer %s", w.Layer)
 	} else {
 		view, err := checkpoint.OpenView(source, opts, trees)
 		if err != nil {
@@ -147,11 +146,6 @@ func serveMount(source, mnt string, mf mountFlags, ready func(error) error) (err
 		root = view.Root
 	}
 	points := root.Children
-	for _, p := range points {
-		if p.Mtime.After(root.Mtime) {
-			root.Mtime = p.Mtime
-		}
-	}
 	// Signals from now on unmount instead of killing a mounted daemon.
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
@@ -296,18 +290,57 @@ func unescapeMountinfo(s string) string {
 	return b.String()
 }
 
+// closeWritable closes the writable layer of a mount: keeps it, or deletes
+// it when the mount failed or --discard asks so.
+func closeWritable(w *checkpoint.Writable, discard bool) error {
+	if discard {
+		err := w.Discard()
+		logrus.Infof("removed the layer %s", w.Layer)
+		return err
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	logrus.Infof("closed the layer %s cleanly", w.Layer)
+	return nil
+}
+
+// writableError adds to an error opening SOURCE with --rw what the user
+// can do.
+func writableError(source string, err error) error {
+	switch {
+	case errors.Is(err, checkpoint.ErrFolderSource):
+		return fmt.Errorf("%s is a folder; --rw needs the .vhdx/.avhdx file of the point to write on", source)
+	case errors.Is(err, checkpoint.ErrNotVHDXChain):
+		return fmt.Errorf("%w; convert the chain first with `ckptfs export --format vhdx %s OUT.vhdx` and mount OUT.vhdx --rw (or mount without --rw)", err, source)
+	case errors.Is(err, checkpoint.ErrCreateLayer) && (errors.Is(err, fs.ErrPermission) || errors.Is(err, fs.ErrNotExist) ||
+		errors.Is(err, syscall.EROFS) || errors.Is(err, syscall.ENOTDIR)):
+		return fmt.Errorf("%w; choose a writable folder with --layer-dir DIR", err)
+	}
+	return sourceError(source, err)
+}
+
 // sourceError adds to an error opening SOURCE what the user can do.
 func sourceError(source string, err error) error {
+	var pe *fs.PathError
 	switch {
-	case errors.Is(err, fs.ErrNotExist) && !strings.Contains(err.Error(), "parent"):
+	case errors.As(err, &pe) && errors.Is(pe, fs.ErrNotExist) && sameName(pe.Path, source):
 		return fmt.Errorf("%w; SOURCE must be a .vhdx/.avhdx file (or .vhd/.avhd) or a folder holding such files", err)
 	case errors.Is(err, disk.ErrNotVHDX):
 		return fmt.Errorf("%w; SOURCE must be a .vhdx/.avhdx file (or .vhd/.avhd) or a folder holding only such disk files", err)
 	case errors.Is(err, checkpoint.ErrNoDisks):
 		return fmt.Errorf("%w; give a folder holding the .vhdx and .avhdx (or .vhd and .avhd) files, or one such file", err)
 	}
-	// chain errors (missing parent, linkage) already say what to do.
-	return err
+	// The daemon sends its error to the waiting parent as text: advise
+	// here.
+	return advise(err)
+}
+
+// sameName reports whether paths a and b name the same place.
+func sameName(a, b string) bool {
+	aa, err1 := filepath.Abs(a)
+	ab, err2 := filepath.Abs(b)
+	return err1 == nil && err2 == nil && aa == ab
 }
 
 // mountError explains a failed FUSE mount.

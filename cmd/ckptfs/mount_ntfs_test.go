@@ -8,58 +8,22 @@ import (
 	"sort"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/ckptfs/ckptfs/fusefs/fusetest"
+	"github.com/ckptfs/ckptfs/disk/vhdxtest"
 	"github.com/ckptfs/ckptfs/internal/testutil"
 )
 
-// ntfs3g mounts image on a new folder with ntfs-3g (in the foreground,
-// so unmounting can wait for it to finish writing) and returns the folder
-// and a function that unmounts it. Also called at cleanup.
-func ntfs3g(t *testing.T, image string, opts string) (string, func()) {
+// ntfs3g mounts image on a new folder with ntfs-3g and returns the folder
+// and a function that unmounts it (and waits for ntfs-3g to finish
+// writing). Also called at cleanup.
+func ntfs3g(t *testing.T, image string, opts ...string) (string, func()) {
 	t.Helper()
-	dir := mountDir(t)
-	o := "no_detach"
-	if opts != "" {
-		o += "," + opts
-	}
-	cmd := exec.Command("ntfs-3g", "-o", o, image, dir)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	for end := time.Now().Add(10 * time.Second); !testutil.IsMounted(dir); time.Sleep(10 * time.Millisecond) {
-		select {
-		case err := <-done:
-			t.Fatalf("ntfs-3g %s: %v\n%s", image, err, out.String())
-		default:
-		}
-		if time.Now().After(end) {
-			cmd.Process.Kill()
-			t.Fatalf("ntfs-3g %s: not mounted after 10 s\n%s", image, out.String())
+	m := testutil.MountNTFS3G(t, image, mountDir(t), opts...)
+	return m.Dir, func() {
+		if err := m.Unmount(); err != nil {
+			t.Error(err)
 		}
 	}
-	unmounted := false
-	unmount := func() {
-		if unmounted {
-			return
-		}
-		unmounted = true
-		if err := testutil.Unmount(dir); err != nil {
-			t.Errorf("%v", err)
-		}
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Errorf("ntfs-3g %s did not exit", image)
-		}
-	}
-	t.Cleanup(unmount)
-	return dir, unmount
 }
 
 func mtWrite(t *testing.T, path, s string) {
@@ -81,7 +45,7 @@ func mtWrite(t *testing.T, path, s string) {
 func TestMountGPTWithNTFS(t *testing.T) {
 	testutil.NeedFUSE(t)
 	testutil.Need(t, "qemu-img", "sgdisk", "mkfs.vfat", "mkntfs", "ntfs-3g", "mcopy", "mtype", "diff")
-	bin := mountBinary(t)
+	bin := sharedBinary(t)
 	work := t.TempDir()
 	const (
 		mib      = 1 << 20
@@ -112,13 +76,13 @@ func TestMountGPTWithNTFS(t *testing.T) {
 		t.Fatal(err)
 	}
 	testutil.Run(t, "mkntfs", "-F", "-Q", "-s", "512", "-p", "71680", "-H", "255", "-S", "63", "-L", "Data", p2a)
-	n, unmount := ntfs3g(t, p2a, "")
+	n, unmount := ntfs3g(t, p2a)
 	mtWrite(t, filepath.Join(n, "Users", "known.txt"), "hello from NTFS\n")
 	mtWrite(t, filepath.Join(n, "keep.txt"), "kept\n")
 	mtWrite(t, filepath.Join(n, "change.txt"), "before\n")
 	mtWrite(t, filepath.Join(n, "delete.txt"), "to be deleted\n")
 	big := make([]byte, 3*mib+123)
-	fusetest.Fill(big, 42)
+	vhdxtest.Fill(big, 42)
 	mtWrite(t, filepath.Join(n, "Users", "big.bin"), string(big))
 	unmount()
 	p2b := filepath.Join(work, "p2b.img")
@@ -127,7 +91,7 @@ func TestMountGPTWithNTFS(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.WriteFile(p2b, b, 0o644)
-	n, unmount = ntfs3g(t, p2b, "")
+	n, unmount = ntfs3g(t, p2b)
 	mtWrite(t, filepath.Join(n, "change.txt"), "after, longer than before\n")
 	os.Remove(filepath.Join(n, "delete.txt"))
 	mtWrite(t, filepath.Join(n, "new.txt"), "new\n")
@@ -149,11 +113,11 @@ func TestMountGPTWithNTFS(t *testing.T) {
 	src := filepath.Join(work, "vm")
 	os.Mkdir(src, 0o755)
 	base := filepath.Join(src, "Win.vhdx")
-	if got, want := qemuBase(t, rawA, base, "subformat=dynamic,block_size=2M"), fusetest.SHA256Bytes(diskA); got != want {
+	if got, want := qemuBase(t, rawA, base, "subformat=dynamic,block_size=2M"), testutil.SHA256Bytes(diskA); got != want {
 		t.Fatalf("qemu-img round trip differs")
 	}
-	childPath := filepath.Join(src, fusetest.ChildName("Win"))
-	fusetest.DiffChild(t, fusetest.StandIn(t, base), base, childPath, diskA, diskB)
+	childPath := filepath.Join(src, vhdxtest.ChildName("Win"))
+	vhdxtest.DiffChild(t, vhdxtest.StandIn(t, base), base, childPath, diskA, diskB)
 	testutil.Unchanged(t, base, childPath)
 
 	mnt := mountDir(t)
@@ -163,7 +127,7 @@ func TestMountGPTWithNTFS(t *testing.T) {
 		dir  string
 		want []byte
 	}{{pA, diskA}, {pB, diskB}} {
-		if got := testutil.SHA256File(t, filepath.Join(c.dir, "Win.raw")); got != fusetest.SHA256Bytes(c.want) {
+		if got := testutil.SHA256File(t, filepath.Join(c.dir, "Win.raw")); got != testutil.SHA256Bytes(c.want) {
 			t.Errorf("%s/Win.raw differs", filepath.Base(c.dir))
 		}
 		ents, err := os.ReadDir(filepath.Join(c.dir, "Win.partitions"))

@@ -15,20 +15,9 @@ import (
 	"time"
 
 	"github.com/ckptfs/ckptfs/chain"
-	"github.com/ckptfs/ckptfs/fusefs/fusetest"
+	"github.com/ckptfs/ckptfs/disk/vhdxtest"
 	"github.com/ckptfs/ckptfs/internal/testutil"
 )
-
-// mountBinary builds ckptfs into a temporary folder.
-func mountBinary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "ckptfs")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
 
 // mountDir returns a new empty folder to mount on.
 func mountDir(t *testing.T) string {
@@ -122,7 +111,7 @@ func chainSHA(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	return fusetest.SHA256(t, c, c.Size())
+	return testutil.SHA256(t, c, c.Size())
 }
 
 func mtStem(p string) string { return strings.TrimSuffix(filepath.Base(p), filepath.Ext(p)) }
@@ -145,36 +134,36 @@ func qemuBase(t *testing.T, raw, out, opts string) string {
 func TestMountChains(t *testing.T) {
 	testutil.NeedFUSE(t)
 	testutil.Need(t, "qemu-img")
-	bin := mountBinary(t)
+	bin := sharedBinary(t)
 	src := t.TempDir()
 
-	gen := fusetest.Generate(t, src, "Disk", 6<<20+512*5, 3, 11)
+	gen := vhdxtest.Generate(t, src, "Disk", 6<<20+512*5, 3, 11)
 	want := map[string]string{} // point -> sha256 of <disk>.raw
 	diskOf := map[string]string{}
 	for i, c := range gen.Contents() {
-		want[mtStem(gen.Paths[i])], diskOf[mtStem(gen.Paths[i])] = fusetest.SHA256Bytes(c), "Disk"
+		want[mtStem(gen.Paths[i])], diskOf[mtStem(gen.Paths[i])] = testutil.SHA256Bytes(c), "Disk"
 	}
 
 	// A dynamic qemu-img base with two generated children.
 	raw := filepath.Join(t.TempDir(), "q.raw")
-	qraw := fusetest.RawFixture(t, raw, 5<<20, 5)
+	qraw := vhdxtest.RawFixture(t, raw, 5<<20, 5)
 	qpath := filepath.Join(src, "Q.vhdx")
 	want["Q"], diskOf["Q"] = qemuBase(t, raw, qpath, "subformat=dynamic,block_size=1M"), "Q"
-	parent, parentPath := fusetest.StandIn(t, qpath), qpath
+	parent, parentPath := vhdxtest.StandIn(t, qpath), qpath
 	paths := []string{gen.Paths[0], gen.Paths[1], gen.Paths[2], qpath}
 	for i := 0; i < 2; i++ {
 		next := append([]byte(nil), qraw...)
-		fusetest.Fill(next[(i+1)<<20:(i+1)<<20+300<<9], uint64(i)) // a run of sectors
+		vhdxtest.Fill(next[(i+1)<<20:(i+1)<<20+300<<9], uint64(i)) // a run of sectors
 		copy(next[len(next)-1024:], fmt.Sprintf("child %d", i))
-		p := filepath.Join(src, fusetest.ChildName("Q"))
-		parent = fusetest.DiffChild(t, parent, parentPath, p, qraw, next)
-		want[mtStem(p)], diskOf[mtStem(p)] = fusetest.SHA256Bytes(next), "Q"
+		p := filepath.Join(src, vhdxtest.ChildName("Q"))
+		parent = vhdxtest.DiffChild(t, parent, parentPath, p, qraw, next)
+		want[mtStem(p)], diskOf[mtStem(p)] = testutil.SHA256Bytes(next), "Q"
 		qraw, parentPath = next, p
 		paths = append(paths, p)
 	}
 	// A fixed qemu-img disk alone.
 	raw2 := filepath.Join(t.TempDir(), "f.raw")
-	fusetest.RawFixture(t, raw2, 3<<20, 6)
+	vhdxtest.RawFixture(t, raw2, 3<<20, 6)
 	fpath := filepath.Join(src, "Fixed.vhdx")
 	want["Fixed"], diskOf["Fixed"] = qemuBase(t, raw2, fpath, "subformat=fixed"), "Fixed"
 	paths = append(paths, fpath)
@@ -276,14 +265,14 @@ func checkReadOnlyFDs(t *testing.T, pid int, dir string) {
 // to do, and leaves nothing mounted.
 func TestMountErrors(t *testing.T) {
 	testutil.NeedFUSE(t)
-	bin := mountBinary(t)
+	bin := sharedBinary(t)
 	src := t.TempDir()
 	notVHDX := filepath.Join(src, "notes.vhdx")
 	os.WriteFile(notVHDX, bytes.Repeat([]byte("not a disk "), 1000), 0o644)
 	orphan := t.TempDir()
-	g := fusetest.Generate(t, orphan, "Disk", 2<<20, 2, 3)
+	g := vhdxtest.Generate(t, orphan, "Disk", 2<<20, 2, 3)
 	os.Remove(g.Paths[0])
-	good := fusetest.Generate(t, t.TempDir(), "Good", 2<<20, 1, 4)
+	good := vhdxtest.Generate(t, t.TempDir(), "Good", 2<<20, 1, 4)
 	busy := mountDir(t)
 	ckptfsMount(t, bin, good.Leaf(), busy)
 	aFile := filepath.Join(t.TempDir(), "file")
@@ -344,8 +333,8 @@ func TestMountErrors(t *testing.T) {
 // cleanly and exits 0.
 func TestMountForegroundSignal(t *testing.T) {
 	testutil.NeedFUSE(t)
-	bin := mountBinary(t)
-	g := fusetest.Generate(t, t.TempDir(), "Disk", 2<<20, 2, 8)
+	bin := sharedBinary(t)
+	g := vhdxtest.Generate(t, t.TempDir(), "Disk", 2<<20, 2, 8)
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		mnt := mountDir(t)
 		cmd := exec.Command(bin, "mount", "-f", g.Leaf(), mnt)

@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,36 +13,6 @@ import (
 	"github.com/ckptfs/ckptfs/volume/ntfs"
 	"github.com/ckptfs/ckptfs/volume/partition"
 )
-
-// ntfs3g mounts an NTFS image with ntfs-3g in the foreground and returns a
-// function that unmounts it and waits for the driver to finish writing.
-func ntfs3gFG(t *testing.T, img, mnt string, opts string) (func(), string) {
-	t.Helper()
-	cmd := exec.Command("ntfs-3g", "-o", opts+",no_detach", img, mnt)
-	var out lockedBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	for end := time.Now().Add(10 * time.Second); !testutil.IsMounted(mnt); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(end) {
-			cmd.Process.Kill()
-			cmd.Wait()
-			t.Fatalf("ntfs-3g %s did not mount: %s", img, out.String())
-		}
-	}
-	done := false
-	stop := func() {
-		if done {
-			return
-		}
-		done = true
-		testutil.Unmount(mnt)
-		cmd.Wait()
-	}
-	t.Cleanup(stop)
-	return stop, out.String()
-}
 
 // dirtyNTFS builds an NTFS partition image holding hello.txt whose volume is
 // marked dirty and whose $LogFile is not clean, as a checkpoint of a running
@@ -58,7 +26,7 @@ func dirtyNTFS(t *testing.T, dir string) string {
 	testutil.Run(t, "mkntfs", "-F", "-f", "-q", "-L", "Checkpoint", img)
 	mnt := filepath.Join(dir, "fill")
 	os.Mkdir(mnt, 0o755)
-	stop, _ := ntfs3gFG(t, img, mnt, "rw")
+	stop := testutil.MountNTFS3G(t, img, mnt, "rw").Unmount
 	if err := os.WriteFile(filepath.Join(mnt, "hello.txt"), []byte("hello from the checkpoint\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -118,24 +86,6 @@ func dirtyNTFS(t *testing.T, dir string) string {
 	return img
 }
 
-// lockedBuffer collects a process's output while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func le16(b []byte) uint16 { return uint16(b[0]) | uint16(b[1])<<8 }
 func le32(b []byte) uint32 { return uint32(le16(b)) | uint32(le16(b[2:]))<<16 }
 
@@ -168,7 +118,8 @@ func TestNTFSDirtyCheckpointRW(t *testing.T) {
 	pfile := filepath.Join(mnt, mtStem(layer), "Win.partitions", "1-Windows.raw")
 	nt := filepath.Join(t.TempDir(), "nt")
 	os.Mkdir(nt, 0o755)
-	stop, msg := ntfs3gFG(t, pfile, nt, "rw")
+	m := testutil.MountNTFS3G(t, pfile, nt, "rw")
+	stop, msg := m.Unmount, m.Output()
 	if !bytes.Contains([]byte(msg), []byte("wasn't safely closed")) {
 		t.Fatalf("the fixture is not dirty: ntfs-3g said %q", msg)
 	}

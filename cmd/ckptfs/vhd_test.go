@@ -12,7 +12,7 @@ import (
 
 	"github.com/ckptfs/ckptfs/checkpoint/vmtest"
 	"github.com/ckptfs/ckptfs/disk/vhd/vhdtest"
-	"github.com/ckptfs/ckptfs/fusefs/fusetest"
+	"github.com/ckptfs/ckptfs/disk/vhdxtest"
 	"github.com/ckptfs/ckptfs/internal/testutil"
 )
 
@@ -271,7 +271,7 @@ func TestMountVHDNTFS(t *testing.T) {
 	}
 	testutil.Run(t, "mkntfs", "-F", "-Q", "-s", "512", "-p", "2048", "-H", "255", "-S", "63", "-L", "Legacy", part)
 	big := make([]byte, 2*mib+321)
-	fusetest.Fill(big, 9)
+	vhdxtest.Fill(big, 9)
 	n, unmount := ntfs3g(t, part, "")
 	mtWrite(t, filepath.Join(n, "Windows", "win.ini"), "[fonts]\n")
 	mtWrite(t, filepath.Join(n, "change.txt"), "before\n")
@@ -325,7 +325,7 @@ func TestMountVHDNTFS(t *testing.T) {
 		want   []byte
 		change string
 	}{{pA, diskA, "before\n"}, {pB, diskB, "after, longer than before\n"}} {
-		if got := testutil.SHA256File(t, filepath.Join(c.dir, "Legacy.raw")); got != fusetest.SHA256Bytes(c.want) {
+		if got := testutil.SHA256File(t, filepath.Join(c.dir, "Legacy.raw")); got != testutil.SHA256Bytes(c.want) {
 			t.Errorf("%s/Legacy.raw differs", filepath.Base(c.dir))
 		}
 		ents, err := os.ReadDir(filepath.Join(c.dir, "Legacy.partitions"))
@@ -358,4 +358,14 @@ func TestMountVHDNTFS(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^M\t.*/change\.txt\t`).MatchString(dout) || !regexp.MustCompile(`(?m)^A\t.*/new\.txt$`).MatchString(dout) || strings.Count(dout, "\n") != 2 {
 		t.Errorf("diff:\n%s", dout)
 	}
+}
+
+// allZero reports whether b holds only zero bytes.
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }

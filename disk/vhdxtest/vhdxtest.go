@@ -174,6 +174,12 @@ func (im *Image) Contents(parent []byte) []byte {
 	return out
 }
 
+// Forget drops the data written to the model and keeps its identity
+// (GUIDs, geometry): enough to be the Parent of a child, once the file is
+// saved and the contents computed. Tests of long chains keep their memory
+// down with it; Contents and Save are wrong after it.
+func (im *Image) Forget() { clear(im.blocks) }
+
 // ChainContents returns the virtual disk of the chain ending at im.
 func (im *Image) ChainContents() []byte {
 	var parent []byte
@@ -214,18 +220,20 @@ const (
 	logOffset = disk.HeaderSectionSize
 )
 
-// Save writes the file to path (which must not exist).
+// Save writes the file to path, as a sparse file: only the structures and
+// the data blocks are written.
 func (im *Image) Save(path string) error {
-	b, err := im.Bytes(path)
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, b, 0o644)
+	return im.encode(path).writeFile(path)
 }
 
 // Bytes encodes the file. path is only used to compute the locator's
 // relative path.
 func (im *Image) Bytes(path string) ([]byte, error) {
+	return im.encode(path).bytes(), nil
+}
+
+// encode lays the file out.
+func (im *Image) encode(path string) *sparseFile {
 	o := im.opts
 	bs := int64(o.BlockSize)
 	ss := int64(o.SectorSize)
@@ -243,21 +251,6 @@ func (im *Image) Bytes(path string) ([]byte, error) {
 	batOff := metaOff + disk.MiB
 	next := batOff + batLen
 
-	var out bytes.Buffer
-	grow := func(n int64) {
-		if int64(out.Len()) < n {
-			out.Write(make([]byte, n-int64(out.Len())))
-		}
-	}
-	put := func(off int64, p []byte) {
-		grow(off + int64(len(p)))
-		copy(out.Bytes()[off:], p)
-	}
-	grow(next)
-
-	// Payload and sector bitmap blocks.
-	bat := make([]byte, batEntries*8)
-	bitmaps := map[int64][]byte{} // chunk -> 1 MiB bitmap
 	keys := make([]int64, 0, len(im.blocks))
 	for b := range im.blocks {
 		keys = append(keys, b)
@@ -269,11 +262,20 @@ func (im *Image) Bytes(path string) ([]byte, error) {
 		}
 	}
 	sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
+
+	out := &sparseFile{}
+	put := out.put
+	grow := out.grow
+	grow(next)
+
+	// Payload and sector bitmap blocks.
+	bat := make([]byte, batEntries*8)
+	bitmaps := map[int64][]byte{} // chunk -> 1 MiB bitmap
 	for _, b := range keys {
 		blk := im.blocks[b]
 		idx := b + b/chunkRatio
 		if blk == nil {
-			blk = &block{state: disk.BlockFullyPresent, data: make([]byte, bs)}
+			blk = &block{state: disk.BlockFullyPresent} // a fixed file's unwritten block: zeros
 		}
 		var e disk.BATEntry
 		switch blk.state {
@@ -281,6 +283,7 @@ func (im *Image) Bytes(path string) ([]byte, error) {
 			put(next, blk.data)
 			e = disk.MakeBATEntry(blk.state, next)
 			next += bs
+			grow(next)
 			if blk.state == disk.BlockPartiallyPresent {
 				c := b / chunkRatio
 				if bitmaps[c] == nil {
@@ -348,9 +351,8 @@ func (im *Image) Bytes(path string) ([]byte, error) {
 		// The in-place bitmaps are stale too: zero them and log them.
 		for i, c := range chunks {
 			off := next - int64(len(chunks)-i)*disk.SectorBitmapSize
-			_ = c
-			bm := append([]byte(nil), out.Bytes()[off:off+disk.SectorBitmapSize]...)
-			clear(out.Bytes()[off : off+disk.SectorBitmapSize])
+			bm := bitmaps[c]
+			put(off, make([]byte, disk.SectorBitmapSize))
 			for s := 0; s < len(bm); s += disk.LogSectorSize {
 				if !bytes.Equal(bm[s:s+disk.LogSectorSize], make([]byte, disk.LogSectorSize)) {
 					writes = append(writes, disk.LogWrite{FileOffset: uint64(off + int64(s)), Data: bm[s : s+disk.LogSectorSize]})
@@ -361,7 +363,7 @@ func (im *Image) Bytes(path string) ([]byte, error) {
 		// tail exercises zero replay.
 		writes = append(writes, disk.LogWrite{FileOffset: uint64(metaOff + disk.MiB - 8*disk.KiB), ZeroLength: 8 * disk.KiB})
 		put(metaOff+disk.MiB-8*disk.KiB, bytes.Repeat([]byte{0xEE}, 8*disk.KiB))
-		im.writeLog(&out, logGUID, writes, next)
+		im.writeLog(out, logGUID, writes, next)
 	} else {
 		put(batOff, bat)
 	}
@@ -379,12 +381,12 @@ func (im *Image) Bytes(path string) ([]byte, error) {
 	h.SequenceNumber = 2
 	put(disk.Header2Offset, h.Marshal())
 	put(0, disk.FileIdentifier{Creator: "ckptfs vhdxtest"}.Marshal())
-	return out.Bytes(), nil
+	return out
 }
 
 // writeLog writes the dirty log: writes split over LogEntries entries of
 // one sequence starting at LogStart, wrapping around the ring.
-func (im *Image) writeLog(out *bytes.Buffer, logGUID disk.GUID, writes []disk.LogWrite, fileSize int64) {
+func (im *Image) writeLog(out *sparseFile, logGUID disk.GUID, writes []disk.LogWrite, fileSize int64) {
 	o := im.opts
 	ring := make([]byte, o.LogSize)
 	n := o.LogEntries
@@ -412,7 +414,59 @@ func (im *Image) writeLog(out *bytes.Buffer, logGUID disk.GUID, writes []disk.Lo
 			ring[(pos+uint32(j))%o.LogSize] = stale[j]
 		}
 	}
-	copy(out.Bytes()[logOffset:], ring)
+	out.put(logOffset, ring)
+}
+
+// sparseFile is a file being laid out: pieces at offsets, zeros between
+// them. A later piece wins where pieces overlap.
+type sparseFile struct {
+	size   int64
+	pieces []filePiece
+}
+
+type filePiece struct {
+	off  int64
+	data []byte
+}
+
+// put places p at off (p is kept: it must not change until the file is
+// written).
+func (f *sparseFile) put(off int64, p []byte) {
+	f.grow(off + int64(len(p)))
+	if len(p) > 0 {
+		f.pieces = append(f.pieces, filePiece{off, p})
+	}
+}
+
+// grow makes the file at least n bytes long.
+func (f *sparseFile) grow(n int64) { f.size = max(f.size, n) }
+
+// bytes is the whole file.
+func (f *sparseFile) bytes() []byte {
+	b := make([]byte, f.size)
+	for _, p := range f.pieces {
+		copy(b[p.off:], p.data)
+	}
+	return b
+}
+
+// writeFile writes the file to path, leaving holes where nothing was put.
+func (f *sparseFile) writeFile(path string) error {
+	fl, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	for _, p := range f.pieces {
+		if _, err := fl.WriteAt(p.data, p.off); err != nil {
+			fl.Close()
+			return err
+		}
+	}
+	if err := fl.Truncate(f.size); err != nil {
+		fl.Close()
+		return err
+	}
+	return fl.Close()
 }
 
 func roundUp(n, m int64) int64 { return (n + m - 1) / m * m }

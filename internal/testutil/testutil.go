@@ -13,6 +13,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -56,7 +58,9 @@ func Run(t testing.TB, name string, args ...string) string {
 	return out.String()
 }
 
-// SHA256File returns the hex SHA-256 of a file.
+// SHA256File returns the hex SHA-256 of a file. It hashes the file mapped
+// into memory: no copy through a buffer, which the race detector would
+// make some ten times dearer per byte.
 func SHA256File(t testing.TB, path string) string {
 	t.Helper()
 	f, err := os.Open(path)
@@ -65,10 +69,50 @@ func SHA256File(t testing.TB, path string) string {
 	}
 	defer f.Close()
 	h := sha256.New()
+	st, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Size() > 0 && st.Mode().IsRegular() {
+		b, err := syscall.Mmap(int(f.Fd()), 0, int(st.Size()), syscall.PROT_READ, syscall.MAP_SHARED)
+		if err == nil {
+			h.Write(b)
+			syscall.Munmap(b)
+			return hex.EncodeToString(h.Sum(nil))
+		}
+	}
 	if _, err := io.Copy(h, f); err != nil {
 		t.Fatal(err)
 	}
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// MapFile maps the file at path into memory, read-only, until unmap or
+// cleanup (an empty file gives nil). Tests compare what an oracle wrote
+// (qemu-img, a FUSE mount of vhdimount) through it: no copy into Go
+// memory, which the race detector makes some ten times dearer per byte.
+func MapFile(t testing.TB, path string) (b []byte, unmap func()) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Size() == 0 {
+		return nil, func() {}
+	}
+	b, err = syscall.Mmap(int(f.Fd()), 0, int(st.Size()), syscall.PROT_READ, syscall.MAP_SHARED)
+	if err != nil {
+		t.Fatalf("mmap %s: %v", path, err)
+	}
+	var once sync.Once
+	unmap = func() { once.Do(func() { syscall.Munmap(b) }) }
+	t.Cleanup(unmap)
+	return b, unmap
 }
 
 // Unchanged records the SHA-256 of files now and checks at cleanup that
@@ -123,19 +167,61 @@ type mountError struct {
 
 func (e *mountError) Error() string { return "unmount " + e.dir + ": " + e.out }
 
-func isMounted(dir string) bool {
+func isMounted(dir string) bool { return mountOf(dir) != nil }
+
+// mountOf returns the fields of /proc/self/mountinfo's line for the mount
+// point dir, or nil.
+func mountOf(dir string) []string {
 	abs, _ := filepath.Abs(dir)
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
-		return false
+		return nil
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && f[4] == abs {
-			return true
+		if f := strings.Fields(line); len(f) > 4 && f[4] == abs {
+			return f
 		}
 	}
-	return false
+	return nil
+}
+
+// AbortFUSE aborts the FUSE connection of the mount at dir (root only,
+// through /sys/fs/fuse/connections): every request its daemon has not
+// answered fails. A daemon killed while one of its own threads waited on
+// its own mount (go-fuse opens a file in the mount once mounted) can then
+// exit; without it the daemon and whoever waits for it hang.
+func AbortFUSE(dir string) error {
+	f := mountOf(dir)
+	if f == nil {
+		return fmt.Errorf("%s is not a mount point", dir)
+	}
+	_, minor, ok := strings.Cut(f[2], ":") // the device, 0:<connection>
+	if !ok {
+		return fmt.Errorf("%s: device %q in mountinfo", dir, f[2])
+	}
+	return os.WriteFile(filepath.Join("/sys/fs/fuse/connections", minor, "abort"), []byte("1"), 0)
+}
+
+// WaitKilled waits for cmd, a FUSE daemon serving dir that was sent
+// SIGKILL; if it has not exited after 5 seconds, it aborts the mount's
+// connection (AbortFUSE) and waits again.
+func WaitKilled(t testing.TB, cmd *exec.Cmd, dir string) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+		return
+	case <-time.After(5 * time.Second):
+	}
+	if err := AbortFUSE(dir); err != nil {
+		t.Logf("the killed daemon has not exited; aborting its connection: %v", err)
+	}
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the killed daemon of %s did not exit", dir)
+	}
 }
 
 // IsMounted reports whether dir is a mount point.
@@ -176,4 +262,35 @@ func VhdiMount(t testing.TB, file string) string {
 		t.Fatalf("vhdimount of %s shows no image", file)
 	}
 	return filepath.Join(mnt, last)
+}
+
+// SHA256 hashes size bytes of r.
+func SHA256(t testing.TB, r io.ReaderAt, size int64) string {
+	t.Helper()
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(r, 0, size)); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// SHA256Bytes hashes b.
+func SHA256Bytes(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// Long reports whether long tests were asked for (CKPTFS_LONG=1): 100 000
+// files, many crash trials, full-size fixtures. CI runs without them;
+// scripts/test-long runs them.
+func Long() bool { return os.Getenv("CKPTFS_LONG") != "" }
+
+// Scale returns full for a long run, or when the race detector is off;
+// otherwise small: the size of a byte-heavy, sequential part of a test
+// under the race detector (see Race).
+func Scale[N int | int64](full, small N) N {
+	if Long() || !Race {
+		return full
+	}
+	return small
 }

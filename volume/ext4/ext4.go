@@ -132,7 +132,7 @@ func Open(r io.ReaderAt, size int64) (*FS, error) {
 	if size < 2048 {
 		return nil, corrupt("volume of %d bytes too small", size)
 	}
-	if err := readFull(r, sb, 1024); err != nil {
+	if err := volume.ReadFull(r, sb, 1024); err != nil {
 		return nil, fmt.Errorf("ext4: reading superblock: %w", err)
 	}
 	le32 := func(o int) uint32 { return binary.LittleEndian.Uint32(sb[o:]) }
@@ -321,20 +321,9 @@ func (f *FS) reloadFromJournal() error {
 	return f.loadGDT(binary.LittleEndian.Uint32(sb[0x104:]), binary.LittleEndian.Uint32(sb[0x24C:]), binary.LittleEndian.Uint32(sb[0x250:]))
 }
 
-func readFull(r io.ReaderAt, p []byte, off int64) error {
-	n, err := r.ReadAt(p, off)
-	if n == len(p) {
-		return nil
-	}
-	if err == nil || err == io.EOF {
-		err = io.ErrUnexpectedEOF
-	}
-	return err
-}
-
 // readAt reads p at byte offset off, with journalled blocks replaced.
 func (f *FS) readAt(p []byte, off int64) error {
-	if err := readFull(f.r, p, off); err != nil {
+	if err := volume.ReadFull(f.r, p, off); err != nil {
 		return err
 	}
 	if f.journal != nil {
@@ -379,6 +368,10 @@ func (f *FS) Root() uint64 { return RootIno }
 
 // CaseInsensitive reports false: ext4 names are case-sensitive.
 func (f *FS) CaseInsensitive() bool { return false }
+
+// HasUnixPermissions reports true: ext2/3/4 store permission bits and
+// owners (volume.UnixPermissions).
+func (f *FS) HasUnixPermissions() bool { return true }
 
 // BlockSize returns the file system block size in bytes.
 func (f *FS) BlockSize() int64 { return f.bs }

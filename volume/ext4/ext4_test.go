@@ -7,31 +7,19 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"math/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/ckptfs/ckptfs/internal/testutil"
 	"github.com/ckptfs/ckptfs/volume"
 	"github.com/ckptfs/ckptfs/volume/internal/fstest"
 )
-
-func needTools(t testing.TB, tools ...string) {
-	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed (Debian package e2fsprogs)", tool)
-		}
-	}
-}
 
 func run(t testing.TB, stdin string, name string, args ...string) string {
 	t.Helper()
@@ -43,13 +31,6 @@ func run(t testing.TB, stdin string, name string, args ...string) string {
 		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
 	}
 	return string(out)
-}
-
-// pattern returns n deterministic pseudo-random bytes.
-func pattern(seed int64, n int) []byte {
-	b := make([]byte, n)
-	rand.New(rand.NewSource(seed)).Read(b)
-	return b
 }
 
 // writeSparse writes a file of the given size with data only at the given
@@ -105,7 +86,7 @@ func prefill(t *testing.T, img string, size int64) {
 // makeFS builds an image with mkfs from src, then applies debugfs fixups.
 func makeFS(t *testing.T, mkfs string, args []string, src string, sizeMiB int64, fixups []string) string {
 	t.Helper()
-	needTools(t, mkfs, "debugfs", "e2fsck")
+	testutil.Need(t, mkfs, "debugfs", "e2fsck")
 	img := filepath.Join(t.TempDir(), "fs.img")
 	prefill(t, img, sizeMiB<<20)
 	run(t, "", mkfs, append(append([]string{"-q", "-F", "-E", "nodiscard"}, args...), "-d", src, img)...)
@@ -117,115 +98,8 @@ func makeFS(t *testing.T, mkfs string, args []string, src string, sizeMiB int64,
 
 func openImage(t *testing.T, img string) *FS {
 	t.Helper()
-	f, err := os.Open(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	st, _ := f.Stat()
-	if !Probe(f) {
-		t.Fatal("Probe = false")
-	}
-	fsys, err := Open(f, st.Size())
-	if err != nil {
-		t.Fatal(err)
-	}
+	fsys, _ := fstest.OpenImage(t, img, Probe, Open)
 	return fsys
-}
-
-// compareTree checks directory ino against host directory dir: names,
-// types, permissions, owners, link counts, mtimes (seconds), symlink
-// targets and every byte of every file. extra lists names present only in
-// the image.
-func compareTree(t *testing.T, fsys volume.FS, ino uint64, host string, extra map[string]bool) (files int) {
-	t.Helper()
-	hostEntries, err := os.ReadDir(host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := fsys.ReadDir(ino)
-	if err != nil {
-		t.Fatalf("ReadDir(%s): %v", host, err)
-	}
-	var gotNames, wantNames []string
-	for _, e := range got {
-		if !extra[e.Name] {
-			gotNames = append(gotNames, e.Name)
-		}
-	}
-	for _, e := range hostEntries {
-		wantNames = append(wantNames, e.Name())
-	}
-	sort.Strings(wantNames)
-	if strings.Join(gotNames, "\n") != strings.Join(wantNames, "\n") {
-		t.Fatalf("ReadDir(%s):\n got %q\nwant %q", host, gotNames, wantNames)
-	}
-	for _, e := range got {
-		if extra[e.Name] {
-			continue
-		}
-		hp := filepath.Join(host, e.Name)
-		hi, err := os.Lstat(hp)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if le, err := fsys.Lookup(ino, e.Name); err != nil || le != e {
-			t.Errorf("Lookup(%q) = %+v, %v", e.Name, le, err)
-		}
-		a, err := fsys.Stat(e.Ino)
-		if err != nil {
-			t.Fatalf("Stat(%s): %v", hp, err)
-		}
-		st := hi.Sys().(*syscall.Stat_t)
-		if a.Mode != hi.Mode() || e.Mode != hi.Mode().Type() {
-			t.Errorf("%s: mode %v (entry %v), want %v", hp, a.Mode, e.Mode, hi.Mode())
-		}
-		if a.Uid != st.Uid || a.Gid != st.Gid || a.Nlink != uint32(st.Nlink) {
-			t.Errorf("%s: uid/gid/nlink %d/%d/%d, want %d/%d/%d", hp, a.Uid, a.Gid, a.Nlink, st.Uid, st.Gid, st.Nlink)
-		}
-		if a.Mtime.Unix() != hi.ModTime().Unix() {
-			t.Errorf("%s: mtime %v, want %v", hp, a.Mtime, hi.ModTime())
-		}
-		switch {
-		case hi.IsDir():
-			files += compareTree(t, fsys, e.Ino, hp, nil)
-		case hi.Mode()&fs.ModeSymlink != 0:
-			want, _ := os.Readlink(hp)
-			if got, err := fsys.Readlink(e.Ino); got != want || err != nil {
-				t.Errorf("Readlink(%s) = %q, %v; want %q", hp, got, err, want)
-			}
-			if a.Size != int64(len(want)) {
-				t.Errorf("%s: symlink size %d", hp, a.Size)
-			}
-		case hi.Mode().IsRegular():
-			want, _ := os.ReadFile(hp)
-			if a.Size != int64(len(want)) {
-				t.Errorf("%s: size %d, want %d", hp, a.Size, len(want))
-			}
-			fl, err := fsys.Open(e.Ino)
-			if err != nil {
-				t.Fatalf("Open(%s): %v", hp, err)
-			}
-			data, err := io.ReadAll(io.NewSectionReader(fl, 0, fl.Size()+100))
-			if err != nil {
-				t.Fatalf("read %s: %v", hp, err)
-			}
-			if !bytes.Equal(data, want) {
-				t.Errorf("%s: content differs (%d vs %d bytes) at %d", hp, len(data), len(want), firstDiff(data, want))
-			}
-			files++
-		}
-	}
-	return files
-}
-
-func firstDiff(a, b []byte) int {
-	for i := range min(len(a), len(b)) {
-		if a[i] != b[i] {
-			return i
-		}
-	}
-	return min(len(a), len(b))
 }
 
 // buildTree writes the common test tree under src and returns debugfs
@@ -242,23 +116,23 @@ func buildTree(t *testing.T, src string, bs int64, htree bool) []string {
 	must(os.MkdirAll(filepath.Join(src, "a/b/c/d"), 0o755))
 	must(os.WriteFile(filepath.Join(src, "a/b/c/d/deep.txt"), []byte("deep\n"), 0o600))
 	must(os.WriteFile(filepath.Join(src, "empty"), nil, 0o644))
-	must(os.WriteFile(filepath.Join(src, "oneblock"), pattern(1, int(bs)), 0o644))
-	must(os.WriteFile(filepath.Join(src, "odd"), pattern(2, int(3*bs+7)), 0o640))
+	must(os.WriteFile(filepath.Join(src, "oneblock"), fstest.Pattern(1, int(bs)), 0o644))
+	must(os.WriteFile(filepath.Join(src, "odd"), fstest.Pattern(2, int(3*bs+7)), 0o640))
 	must(os.WriteFile(filepath.Join(src, "Grüße, 世界 ✓.txt"), []byte("non-ascii name\n"), 0o644))
-	must(os.WriteFile(filepath.Join(src, "big"), pattern(3, 3<<20+5), 0o644))
+	must(os.WriteFile(filepath.Join(src, "big"), fstest.Pattern(3, 3<<20+5), 0o644))
 	must(os.WriteFile(filepath.Join(src, "suid"), []byte("#!/bin/sh\n"), 0o755))
 	must(os.Chmod(filepath.Join(src, "suid"), 0o4755|fs.ModeSetuid))
 	must(os.Chmod(filepath.Join(src, "suid"), fs.ModeSetuid|0o755))
 	must(os.Chown(filepath.Join(src, "odd"), 1234, 5678))
 	// holes: data, hole, data, then a trailing hole
 	writeSparse(t, filepath.Join(src, "sparse"), 40*bs+123, map[int64][]byte{
-		0:       pattern(4, int(2*bs+10)),
-		20 * bs: pattern(5, int(bs)),
+		0:       fstest.Pattern(4, int(2*bs+10)),
+		20 * bs: fstest.Pattern(5, int(bs)),
 	})
 	// hole at the start, data at the end
-	writeSparse(t, filepath.Join(src, "leadinghole"), 30*bs+5, map[int64][]byte{28 * bs: pattern(6, int(2*bs+5))})
+	writeSparse(t, filepath.Join(src, "leadinghole"), 30*bs+5, map[int64][]byte{28 * bs: fstest.Pattern(6, int(2*bs+5))})
 	// unwritten: a hole that debugfs turns into unwritten extents
-	writeSparse(t, filepath.Join(src, "unwritten"), 50*bs, map[int64][]byte{0: pattern(7, int(bs)), 40 * bs: pattern(8, int(bs))})
+	writeSparse(t, filepath.Join(src, "unwritten"), 50*bs, map[int64][]byte{0: fstest.Pattern(7, int(bs)), 40 * bs: fstest.Pattern(8, int(bs))})
 	must(os.Symlink("oneblock", filepath.Join(src, "fastlink")))
 	must(os.Symlink(strings.Repeat("long/path/component/", 10)+"target", filepath.Join(src, "slowlink")))
 	must(os.Symlink("../does/not/exist", filepath.Join(src, "a/dangling")))
@@ -336,7 +210,7 @@ func TestImages(t *testing.T) {
 				t.Errorf("Label/Type = %q/%q", fsys.Label(), fsys.Type())
 			}
 			fstest.ConcurrentWalk(t, fsys)
-			n := compareTree(t, fsys, fsys.Root(), src, map[string]bool{"lost+found": true})
+			n := fstest.CompareTree(t, fsys, fsys.Root(), src, fstest.TreeOptions{Extra: map[string]bool{"lost+found": true}, Unix: true, Mtime: time.Second, FolderMtimes: true})
 			if n < 8 {
 				t.Errorf("only %d files compared", n)
 			}
@@ -362,7 +236,7 @@ func TestImages(t *testing.T) {
 			}
 			fl, _ := fsys.Open(e.Ino)
 			want, _ := os.ReadFile(filepath.Join(src, "big"))
-			concurrentReads(t, fl, want)
+			fstest.ConcurrentReads(t, fl, want, 300000)
 			// A whole-file read coalesces contiguous blocks into few ReadAt calls.
 			calls := countReads(t, img, func(fsys *FS) {
 				fl, err := fsys.Open(e.Ino)
@@ -391,7 +265,7 @@ func TestImages(t *testing.T) {
 				e, _ := fsys.Lookup(fsys.Root(), "unwritten")
 				fl, _ := fsys.Open(e.Ino)
 				want, _ := os.ReadFile(filepath.Join(src, "unwritten"))
-				concurrentReads(t, fl, want)
+				fstest.ConcurrentReads(t, fl, want, 300000)
 			}
 		})
 	}
@@ -437,17 +311,6 @@ func checkLayout(t *testing.T, fsys *FS, extents, htree bool) {
 	}
 }
 
-// countingReader counts ReadAt calls.
-type countingReader struct {
-	r io.ReaderAt
-	n atomic.Int64
-}
-
-func (c *countingReader) ReadAt(p []byte, off int64) (int, error) {
-	c.n.Add(1)
-	return c.r.ReadAt(p, off)
-}
-
 // countReads opens img, runs warm, then returns how many ReadAt calls
 // measure makes.
 func countReads(t *testing.T, img string, warm, measure func(*FS)) int64 {
@@ -458,15 +321,15 @@ func countReads(t *testing.T, img string, warm, measure func(*FS)) int64 {
 	}
 	defer f.Close()
 	st, _ := f.Stat()
-	cr := &countingReader{r: f}
+	cr := &fstest.CountingReader{R: f}
 	fsys, err := Open(cr, st.Size())
 	if err != nil {
 		t.Fatal(err)
 	}
 	warm(fsys)
-	before := cr.n.Load()
+	before := cr.N.Load()
 	measure(fsys)
-	return cr.n.Load() - before
+	return cr.N.Load() - before
 }
 
 // segments lists the runs of in up to its size. Unwritten extents are
@@ -516,35 +379,6 @@ func isUnwritten(fsys *FS, in *inode, lb uint64) bool {
 	return walk(in.iblock[:])
 }
 
-// concurrentReads reads random ranges of fl from 8 goroutines.
-func concurrentReads(t *testing.T, fl volume.File, want []byte) {
-	t.Helper()
-	var wg sync.WaitGroup
-	for g := 0; g < 8; g++ {
-		wg.Add(1)
-		go func(seed int64) {
-			defer wg.Done()
-			rng := rand.New(rand.NewSource(seed))
-			buf := make([]byte, 300000)
-			for i := 0; i < 200; i++ {
-				off := rng.Int63n(int64(len(want)) + 100)
-				n := rng.Intn(len(buf))
-				got, err := fl.ReadAt(buf[:n], off)
-				wantN := max(0, int(min(off+int64(n), int64(len(want)))-off))
-				if got != wantN || (got < n && err != io.EOF) || (got == n && err != nil) {
-					t.Errorf("ReadAt(%d, %d) = %d, %v; want %d", n, off, got, err, wantN)
-					return
-				}
-				if got > 0 && !bytes.Equal(buf[:got], want[off:off+int64(got)]) {
-					t.Errorf("ReadAt(%d, %d): wrong data at %d", n, off, firstDiff(buf[:got], want[off:]))
-					return
-				}
-			}
-		}(int64(g))
-	}
-	wg.Wait()
-}
-
 // TestDeepExtentTree uses 1 KiB blocks and 1500 fragments, which needs an
 // extent tree of depth 2.
 func TestDeepExtentTree(t *testing.T) {
@@ -553,7 +387,7 @@ func TestDeepExtentTree(t *testing.T) {
 	const bs = 1024
 	chunks := map[int64][]byte{}
 	for i := int64(0); i < 1500; i++ {
-		chunks[i*3*bs] = pattern(i, bs+int(i%3)*100)
+		chunks[i*3*bs] = fstest.Pattern(i, bs+int(i%3)*100)
 	}
 	writeSparse(t, filepath.Join(src, "fragmented"), 1500*3*bs+77, chunks)
 	img := makeFS(t, "mkfs.ext4", []string{"-b", "1024"}, src, 16, []string{fmt.Sprintf("sif /fragmented size %d", 1500*3*bs+77)})
@@ -573,9 +407,9 @@ func TestDeepExtentTree(t *testing.T) {
 	want, _ := os.ReadFile(filepath.Join(src, "fragmented"))
 	got, _ := io.ReadAll(io.NewSectionReader(fl, 0, fl.Size()))
 	if !bytes.Equal(got, want) {
-		t.Fatalf("content differs at %d", firstDiff(got, want))
+		t.Fatalf("content differs at %d", fstest.FirstDiff(got, want))
 	}
-	concurrentReads(t, fl, want)
+	fstest.ConcurrentReads(t, fl, want, 300000)
 }
 
 // TestTripleIndirect reads an ext2 file whose data needs triple-indirect
@@ -584,7 +418,7 @@ func TestTripleIndirect(t *testing.T) {
 	src := filepath.Join(t.TempDir(), "src")
 	os.MkdirAll(src, 0o755)
 	const far = 65 << 20
-	chunks := map[int64][]byte{0: []byte("start"), 300 << 10: pattern(1, 5000), far: pattern(2, 3000)}
+	chunks := map[int64][]byte{0: []byte("start"), 300 << 10: fstest.Pattern(1, 5000), far: fstest.Pattern(2, 3000)}
 	writeSparse(t, filepath.Join(src, "far"), far+3000, chunks)
 	img := makeFS(t, "mkfs.ext2", []string{"-b", "1024"}, src, 4, nil)
 	fsys := openImage(t, img)
@@ -749,7 +583,7 @@ func lastLine(s string) string {
 func TestCorruption(t *testing.T) {
 	src := filepath.Join(t.TempDir(), "src")
 	os.MkdirAll(filepath.Join(src, "dir"), 0o755)
-	os.WriteFile(filepath.Join(src, "dir/file"), pattern(1, 100000), 0o644)
+	os.WriteFile(filepath.Join(src, "dir/file"), fstest.Pattern(1, 100000), 0o644)
 	os.WriteFile(filepath.Join(src, "other"), []byte("fine"), 0o644)
 	img := makeFS(t, "mkfs.ext4", []string{"-b", "4096"}, src, 16, nil)
 	orig, _ := os.ReadFile(img)
@@ -905,16 +739,4 @@ func TestAPIErrors(t *testing.T) {
 
 func second[T any](_ T, err error) error { return err }
 
-func FuzzOpen(f *testing.F) {
-	f.Fuzz(func(t *testing.T, data []byte) {
-		// The input is an image prefix; the rest of a 64 KiB volume is
-		// zeros, so seeds can be stored without their trailing zeros.
-		r := fstest.PadReader{Data: data, Size: max(int64(len(data)), 64<<10)}
-		fsys, err := Open(r, r.Size)
-		if err != nil {
-			return
-		}
-		budget := 2000
-		fstest.Walk(fsys, fsys.Root(), 0, &budget)
-	})
-}
+func FuzzOpen(f *testing.F) { fstest.FuzzOpen(f, Open) }

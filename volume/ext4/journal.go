@@ -48,7 +48,7 @@ func (o *overlay) get(blk uint64) ([]byte, bool) {
 		return nil, false
 	}
 	b := make([]byte, o.fs.bs)
-	if err := readFull(o.fs.r, b, int64(jb.phys)*o.fs.bs); err != nil {
+	if err := volume.ReadFull(o.fs.r, b, int64(jb.phys)*o.fs.bs); err != nil {
 		return nil, false
 	}
 	if jb.escape {
@@ -100,7 +100,7 @@ func (f *FS) replayJournal() (*overlay, error) {
 			return nil, corrupt("journal block %d is not mapped", j)
 		}
 		b := make([]byte, f.bs)
-		if err := readFull(f.r, b, int64(p)*f.bs); err != nil {
+		if err := volume.ReadFull(f.r, b, int64(p)*f.bs); err != nil {
 			return nil, fmt.Errorf("ext4: reading journal block %d: %w", j, err)
 		}
 		return b, nil

@@ -7,29 +7,17 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"math/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/ckptfs/ckptfs/internal/testutil"
 	"github.com/ckptfs/ckptfs/volume"
 	"github.com/ckptfs/ckptfs/volume/internal/fstest"
 )
-
-func needTools(t testing.TB, tools ...string) {
-	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed (Debian packages dosfstools and mtools)", tool)
-		}
-	}
-}
 
 func run(t testing.TB, name string, args ...string) {
 	t.Helper()
@@ -38,13 +26,6 @@ func run(t testing.TB, name string, args ...string) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
 	}
-}
-
-// pattern returns n deterministic pseudo-random bytes.
-func pattern(seed int64, n int) []byte {
-	b := make([]byte, n)
-	rand.New(rand.NewSource(seed)).Read(b)
-	return b
 }
 
 var mtime = time.Date(2021, 3, 4, 5, 6, 8, 0, time.UTC)
@@ -56,15 +37,15 @@ func makeTree(t *testing.T, dir string, cluster int) {
 	files := map[string][]byte{
 		"lower.txt":                        []byte("hi\n"),
 		"UPPER.TXT":                        []byte("upper"),
-		"Mixed Case Long Name.TXT":         pattern(1, 3*cluster+17),
+		"Mixed Case Long Name.TXT":         fstest.Pattern(1, 3*cluster+17),
 		"Ünïcödé 日本語.txt":                  []byte("non-ascii"),
 		"empty":                            nil,
-		"exact":                            pattern(2, cluster),
-		"sub/deeper/a.b":                   pattern(3, 100),
-		"sub/deeper/A name that is long.x": pattern(4, 5000),
+		"exact":                            fstest.Pattern(2, cluster),
+		"sub/deeper/a.b":                   fstest.Pattern(3, 100),
+		"sub/deeper/A name that is long.x": fstest.Pattern(4, 5000),
 	}
 	for i := 0; i < 300; i++ { // a directory spanning several clusters
-		files[fmt.Sprintf("many/file number %03d.dat", i)] = pattern(int64(100+i), i)
+		files[fmt.Sprintf("many/file number %03d.dat", i)] = fstest.Pattern(int64(100+i), i)
 	}
 	for name, data := range files {
 		p := filepath.Join(dir, name)
@@ -91,7 +72,7 @@ type image struct {
 // cluster size holding makeTree's files and a fragmented big file.
 func buildImage(t *testing.T, fatBits, sector, spc int, sizeMiB int64) image {
 	t.Helper()
-	needTools(t, "mkfs.vfat", "mcopy", "mdel")
+	testutil.Need(t, "mkfs.vfat", "mcopy", "mdel")
 	dir := t.TempDir()
 	img := filepath.Join(dir, "fat.img")
 	f, err := os.Create(img)
@@ -116,7 +97,7 @@ func buildImage(t *testing.T, fatBits, sector, spc int, sizeMiB int64) image {
 	var fillers []string
 	for i := 0; i < 40; i++ {
 		p := filepath.Join(frag, fmt.Sprintf("f%02d", i))
-		os.WriteFile(p, pattern(int64(i), cluster), 0o644)
+		os.WriteFile(p, fstest.Pattern(int64(i), cluster), 0o644)
 		os.Chtimes(p, mtime, mtime)
 		fillers = append(fillers, p)
 	}
@@ -141,14 +122,14 @@ func buildImage(t *testing.T, fatBits, sector, spc int, sizeMiB int64) image {
 		}
 		f.Close()
 	}
-	big := pattern(99, 60*cluster+123)
+	big := fstest.Pattern(99, 60*cluster+123)
 	bigPath := filepath.Join(src, "big.bin")
 	os.WriteFile(bigPath, big, 0o644)
 	os.Chtimes(bigPath, mtime, mtime)
 	run(t, "mcopy", "-m", "-i", img, bigPath, "::/")
 	for i := 1; i < 40; i += 2 {
 		p := filepath.Join(src, fmt.Sprintf("f%02d", i))
-		os.WriteFile(p, pattern(int64(i), cluster), 0o644)
+		os.WriteFile(p, fstest.Pattern(int64(i), cluster), 0o644)
 		os.Chtimes(p, mtime, mtime)
 	}
 	return image{path: img, src: src, big: big, cluster: cluster}
@@ -156,89 +137,7 @@ func buildImage(t *testing.T, fatBits, sector, spc int, sizeMiB int64) image {
 
 func openImage(t *testing.T, path string) (*FS, *os.File) {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	st, _ := f.Stat()
-	if !Probe(f) {
-		t.Fatal("Probe = false")
-	}
-	fsys, err := Open(f, st.Size())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fsys, f
-}
-
-// compareTree checks that directory ino holds exactly the files under host.
-func compareTree(t *testing.T, fsys volume.FS, ino uint64, host string, checkTimes bool) int {
-	t.Helper()
-	hostEntries, err := os.ReadDir(host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := fsys.ReadDir(ino)
-	if err != nil {
-		t.Fatalf("ReadDir(%s): %v", host, err)
-	}
-	var gotNames, wantNames []string
-	for _, e := range got {
-		gotNames = append(gotNames, e.Name)
-	}
-	for _, e := range hostEntries {
-		wantNames = append(wantNames, e.Name())
-	}
-	sort.Strings(wantNames)
-	if !sort.StringsAreSorted(gotNames) {
-		t.Errorf("ReadDir(%s) not sorted", host)
-	}
-	if strings.Join(gotNames, "\n") != strings.Join(wantNames, "\n") {
-		t.Fatalf("ReadDir(%s):\n got %q\nwant %q", host, gotNames, wantNames)
-	}
-	files := 0
-	for _, e := range got {
-		hp := filepath.Join(host, e.Name)
-		hi, _ := os.Lstat(hp)
-		for _, name := range []string{e.Name, strings.ToUpper(e.Name), strings.ToLower(e.Name)} {
-			le, err := fsys.Lookup(ino, name)
-			if err != nil || le != e {
-				t.Errorf("Lookup(%q) = %+v, %v; want %+v", name, le, err, e)
-			}
-		}
-		a, err := fsys.Stat(e.Ino)
-		if err != nil {
-			t.Fatalf("Stat(%s): %v", hp, err)
-		}
-		if a.Mode.Type() != e.Mode || a.Mode.IsDir() != hi.IsDir() {
-			t.Errorf("%s: mode %v, entry mode %v", hp, a.Mode, e.Mode)
-		}
-		if hi.IsDir() {
-			files += compareTree(t, fsys, e.Ino, hp, checkTimes)
-			continue
-		}
-		want, _ := os.ReadFile(hp)
-		if a.Size != int64(len(want)) {
-			t.Errorf("%s: size %d, want %d", hp, a.Size, len(want))
-		}
-		if checkTimes && !a.Mtime.Equal(hi.ModTime()) {
-			t.Errorf("%s: mtime %v, want %v", hp, a.Mtime, hi.ModTime())
-		}
-		fl, err := fsys.Open(e.Ino)
-		if err != nil {
-			t.Fatalf("Open(%s): %v", hp, err)
-		}
-		gotData, err := io.ReadAll(io.NewSectionReader(fl, 0, fl.Size()+10))
-		if err != nil {
-			t.Fatalf("read %s: %v", hp, err)
-		}
-		if !bytes.Equal(gotData, want) {
-			t.Errorf("%s: content differs (%d vs %d bytes)", hp, len(gotData), len(want))
-		}
-		files++
-	}
-	return files
+	return fstest.OpenImage(t, path, Probe, Open)
 }
 
 func TestImages(t *testing.T) {
@@ -266,7 +165,7 @@ func TestImages(t *testing.T) {
 				t.Errorf("Label = %q", fsys.Label())
 			}
 			fstest.ConcurrentWalk(t, fsys)
-			n := compareTree(t, fsys, fsys.Root(), im.src, true)
+			n := fstest.CompareTree(t, fsys, fsys.Root(), im.src, fstest.TreeOptions{Mtime: time.Nanosecond})
 			if n < 300 {
 				t.Errorf("only %d files compared", n)
 			}
@@ -282,12 +181,12 @@ func TestImages(t *testing.T) {
 			if runs := len(fl.(*File).runs); runs < 10 {
 				t.Errorf("big file has %d runs; the test wants it fragmented", runs)
 			}
-			concurrentReads(t, fl, im.big)
+			fstest.ConcurrentReads(t, fl, im.big, 200000)
 			// One ReadAt per run of contiguous clusters.
 			f, _ := os.Open(im.path)
 			defer f.Close()
 			st, _ := f.Stat()
-			cr := &countingReader{r: f}
+			cr := &fstest.CountingReader{R: f}
 			fsys2, err := Open(cr, st.Size())
 			if err != nil {
 				t.Fatal(err)
@@ -296,12 +195,12 @@ func TestImages(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			before := cr.n.Load()
+			before := cr.N.Load()
 			buf := make([]byte, len(im.big))
 			if n, err := fl2.ReadAt(buf, 0); n != len(buf) || err != nil || !bytes.Equal(buf, im.big) {
 				t.Fatalf("whole read: %d, %v", n, err)
 			}
-			if calls, runs := cr.n.Load()-before, len(fl2.(*File).runs); calls != int64(runs) {
+			if calls, runs := cr.N.Load()-before, len(fl2.(*File).runs); calls != int64(runs) {
 				t.Errorf("whole read took %d ReadAt calls for %d runs", calls, runs)
 			}
 			// The 8.3 alias resolves too.
@@ -314,47 +213,6 @@ func TestImages(t *testing.T) {
 			}
 		})
 	}
-}
-
-// countingReader counts ReadAt calls.
-type countingReader struct {
-	r io.ReaderAt
-	n atomic.Int64
-}
-
-func (c *countingReader) ReadAt(p []byte, off int64) (int, error) {
-	c.n.Add(1)
-	return c.r.ReadAt(p, off)
-}
-
-// concurrentReads reads random ranges of fl from 8 goroutines.
-func concurrentReads(t *testing.T, fl volume.File, want []byte) {
-	t.Helper()
-	var wg sync.WaitGroup
-	for g := 0; g < 8; g++ {
-		wg.Add(1)
-		go func(seed int64) {
-			defer wg.Done()
-			rng := rand.New(rand.NewSource(seed))
-			buf := make([]byte, 200000)
-			for i := 0; i < 200; i++ {
-				off := rng.Int63n(int64(len(want)) + 100)
-				n := rng.Intn(len(buf))
-				got, err := fl.ReadAt(buf[:n], off)
-				end := min(off+int64(n), int64(len(want)))
-				wantN := max(0, int(end-off))
-				if got != wantN || (got < n && err != io.EOF) || (got == n && err != nil) {
-					t.Errorf("ReadAt(%d, %d) = %d, %v; want %d", n, off, got, err, wantN)
-					return
-				}
-				if got > 0 && !bytes.Equal(buf[:got], want[off:off+int64(got)]) {
-					t.Errorf("ReadAt(%d, %d): wrong data", n, off)
-					return
-				}
-			}
-		}(int64(g))
-	}
-	wg.Wait()
 }
 
 func TestCorruption(t *testing.T) {
@@ -513,16 +371,4 @@ func TestFatTime(t *testing.T) {
 	}
 }
 
-func FuzzOpen(f *testing.F) {
-	f.Fuzz(func(t *testing.T, data []byte) {
-		// The input is an image prefix; the rest of a 64 KiB volume is
-		// zeros, so seeds can be stored without their trailing zeros.
-		r := fstest.PadReader{Data: data, Size: max(int64(len(data)), 64<<10)}
-		fsys, err := Open(r, r.Size)
-		if err != nil {
-			return
-		}
-		budget := 2000
-		fstest.Walk(fsys, fsys.Root(), 0, &budget)
-	})
-}
+func FuzzOpen(f *testing.F) { fstest.FuzzOpen(f, Open) }

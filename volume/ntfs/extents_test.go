@@ -16,18 +16,18 @@ func TestExtents(t *testing.T) {
 	requireTools(t)
 	img := makeImage(t, t.TempDir(), 32, "ext")
 	m := mountImage(t, img)
-	writeFile(t, m.path("small.txt"), []byte("resident"))
+	writeFile(t, m.Path("small.txt"), []byte("resident"))
 	big := pattern(1, 300<<10)
-	writeFile(t, m.path("dir/big.bin"), big)
-	must(t, os.Link(m.path("dir/big.bin"), m.path("link.bin")))
-	f, err := os.Create(m.path("sparse.bin"))
+	writeFile(t, m.Path("dir/big.bin"), big)
+	must(t, os.Link(m.Path("dir/big.bin"), m.Path("link.bin")))
+	f, err := os.Create(m.Path("sparse.bin"))
 	must(t, err)
 	_, err = f.WriteAt(pattern(2, 5000), 2<<20)
 	must(t, err)
 	must(t, f.Close())
-	writeFile(t, m.path("LongFileName.text"), []byte("long"))
-	setXattr(t, m.path("LongFileName.text"), "system.ntfs_dos_name", []byte("LONGFI~1.TEX"))
-	must(t, m.unmount())
+	writeFile(t, m.Path("LongFileName.text"), []byte("long"))
+	setXattr(t, m.Path("LongFileName.text"), "system.ntfs_dos_name", []byte("LONGFI~1.TEX"))
+	must(t, m.Unmount())
 
 	raw, err := os.ReadFile(img)
 	must(t, err)
@@ -103,6 +103,31 @@ func TestExtents(t *testing.T) {
 	}
 	if names, _ := fs.Names(ino("LongFileName.text")); len(names) != 1 || names[0].Name != "LongFileName.text" {
 		t.Errorf("Names with a DOS alias: %+v", names)
+	}
+
+	// Paths: one per name, from the root; none for metafiles.
+	pf := NewPathFinder(fs)
+	for _, c := range []struct {
+		ino  uint64
+		want []string
+	}{
+		{ino("dir/big.bin"), []string{"dir/big.bin", "link.bin"}},
+		{ino("dir"), []string{"dir"}},
+		{ino("LongFileName.text"), []string{"LongFileName.text"}},
+		{recRoot, []string{""}},
+		{recMFT, nil},
+		{recUpCase, nil},
+	} {
+		got, err := pf.Paths(c.ino)
+		slices.Sort(got)
+		if err != nil || !slices.Equal(got, c.want) {
+			t.Errorf("Paths(%d) = %q, %v; want %q", c.ino, got, err, c.want)
+		}
+	}
+	for ino, want := range map[uint64]bool{recMFT: true, recVolume: true, 23: true, recRoot: false, ino("small.txt"): false} {
+		if IsMetafile(ino) != want {
+			t.Errorf("IsMetafile(%d) = %v", ino, !want)
+		}
 	}
 
 	// A scan sees every record, with the clusters of non-resident ones.

@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/ckptfs/ckptfs/internal/testutil"
 	"github.com/ckptfs/ckptfs/volume"
 )
 
@@ -20,15 +21,15 @@ import (
 // written afterwards lands in thousands of small extents. ntfs-3g's
 // allocator gives every file its own zone, so merely interleaving appends
 // to several files does not fragment them on a roomy volume.
-func fragment(t testing.TB, m *mount, holes int, holeBytes int) {
+func fragment(t testing.TB, m *testutil.NTFS3G, holes int, holeBytes int) {
 	t.Helper()
-	must(t, os.Mkdir(m.path("fill"), 0o755))
+	must(t, os.Mkdir(m.Path("fill"), 0o755))
 	chunk := make([]byte, holeBytes)
 	for i := 0; i < 2*holes; i++ {
-		writeFile(t, m.path(fmt.Sprintf("fill/%05d", i)), chunk)
+		writeFile(t, m.Path(fmt.Sprintf("fill/%05d", i)), chunk)
 	}
 	// Use up all remaining space.
-	f, err := os.Create(m.path("pad"))
+	f, err := os.Create(m.Path("pad"))
 	must(t, err)
 	big := make([]byte, 1<<20)
 	for _, n := range []int{1 << 20, 64 << 10, 4096, 512} {
@@ -43,18 +44,18 @@ func fragment(t testing.TB, m *mount, holes int, holeBytes int) {
 	}
 	must(t, f.Close())
 	for i := 0; i < 2*holes; i += 2 {
-		must(t, os.Remove(m.path(fmt.Sprintf("fill/%05d", i))))
+		must(t, os.Remove(m.Path(fmt.Sprintf("fill/%05d", i))))
 	}
 }
 
 // appendInterleaved appends to several files in turn, pieces of step bytes
 // at a time, syncing now and then; it returns each file's content.
-func appendInterleaved(t testing.TB, m *mount, names []string, size, step int) map[string][]byte {
+func appendInterleaved(t testing.TB, m *testutil.NTFS3G, names []string, size, step int) map[string][]byte {
 	t.Helper()
 	files := make([]*os.File, len(names))
 	want := make(map[string][]byte)
 	for i, n := range names {
-		f, err := os.Create(m.path(n))
+		f, err := os.Create(m.Path(n))
 		must(t, err)
 		defer f.Close() // on failure; closed explicitly below
 		files[i] = f
@@ -88,7 +89,7 @@ func TestFragmented(t *testing.T) {
 	fragment(t, m, 2600, 4096)
 	names := []string{"frag1", "frag2"}
 	want := appendInterleaved(t, m, names, 1250*4096, 4096)
-	must(t, m.unmount())
+	must(t, m.Unmount())
 
 	fsys := openImage(t, img)
 	for _, name := range names {
@@ -157,14 +158,19 @@ func caseSwap(s string) string {
 func TestLargeDirectory(t *testing.T) {
 	requireTools(t)
 	t.Parallel()
-	count := 50000
-	if testing.Short() {
+	// 12 000 entries fill some 550 index blocks, a B-tree of three levels; the
+	// 50 000 of a long run (CKPTFS_LONG=1) take ntfs-3g minutes.
+	count := 12000
+	switch {
+	case testutil.Long():
+		count = 50000
+	case testing.Short():
 		count = 5000
 	}
 	dir := t.TempDir()
 	img := makeImage(t, dir, 256, "bigdir")
 	m := mountImage(t, img)
-	must(t, os.Mkdir(m.path("big"), 0o755))
+	must(t, os.Mkdir(m.Path("big"), 0o755))
 	suffixes := []string{"", " Grüße", "日本語", " жук", " Λάμδα", " with  spaces", "-ÆØÅ"}
 	names := make([]string, count)
 	for i := range names {
@@ -178,7 +184,7 @@ func TestLargeDirectory(t *testing.T) {
 		go func(w int) {
 			defer wg.Done()
 			for i := w; i < count; i += 4 {
-				f, err := os.Create(m.path("big/" + names[i]))
+				f, err := os.Create(m.Path("big/" + names[i]))
 				if err != nil {
 					errs <- err
 					return
@@ -196,10 +202,10 @@ func TestLargeDirectory(t *testing.T) {
 	sample := map[string]uint64{}
 	for i := 0; i < count; i += count / 200 {
 		var st syscall.Stat_t
-		must(t, syscall.Lstat(m.path("big/"+names[i]), &st))
+		must(t, syscall.Lstat(m.Path("big/"+names[i]), &st))
 		sample[names[i]] = st.Ino
 	}
-	must(t, m.unmount())
+	must(t, m.Unmount())
 	t.Logf("created %d files in %v", count, time.Since(start))
 	start = time.Now()
 
@@ -294,7 +300,7 @@ func BenchmarkFragmentedRead(b *testing.B) {
 		fragment(b, m, 4110, 64<<10)
 		want := appendInterleaved(b, m, []string{"big"}, 256<<20, 64<<10)
 		benchImage.want = want["big"]
-		if err := m.unmount(); err != nil {
+		if err := m.Unmount(); err != nil {
 			benchImage.err = err
 		}
 		benchImage.path = img
@@ -337,12 +343,12 @@ func TestFragmentedMFT(t *testing.T) {
 	img := makeImage(t, dir, 64, "fragmft")
 	m := mountImage(t, img, "big_writes")
 	fragment(t, m, 3000, 4096)
-	must(t, os.Mkdir(m.path("many"), 0o755))
+	must(t, os.Mkdir(m.Path("many"), 0o755))
 	const files = 9000
 	for i := 0; i < files; i++ {
-		writeFile(t, m.path(fmt.Sprintf("many/%05d", i)), []byte(fmt.Sprint("file ", i)))
+		writeFile(t, m.Path(fmt.Sprintf("many/%05d", i)), []byte(fmt.Sprint("file ", i)))
 	}
-	must(t, m.unmount())
+	must(t, m.Unmount())
 
 	fsys := openImage(t, img)
 	n, err := fsys.inode(0)

@@ -1,11 +1,9 @@
 package ntfs
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	iofs "io/fs"
@@ -15,13 +13,14 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 	"unsafe"
 
+	"github.com/ckptfs/ckptfs/internal/testutil"
 	"github.com/ckptfs/ckptfs/volume"
+	"github.com/ckptfs/ckptfs/volume/internal/fstest"
 )
 
 // toolPath finds an executable in PATH or the sbin directories (mkntfs
@@ -39,32 +38,12 @@ func toolPath(name string) string {
 	return ""
 }
 
-var (
-	toolsOnce sync.Once
-	toolsErr  string
-)
-
-// requireTools skips the test unless mkntfs, ntfs-3g, fusermount and a
-// usable /dev/fuse are available.
+// requireTools skips the test (fails it with CKPTFS_REQUIRE_TOOLS=1)
+// unless mkntfs, ntfs-3g and a usable FUSE are available.
 func requireTools(t testing.TB) {
 	t.Helper()
-	toolsOnce.Do(func() {
-		for _, tool := range []string{"mkntfs", "ntfs-3g", "fusermount"} {
-			if toolPath(tool) == "" {
-				toolsErr = tool + " not found (install the ntfs-3g and fuse packages)"
-				return
-			}
-		}
-		f, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0)
-		if err != nil {
-			toolsErr = "/dev/fuse is not usable: " + err.Error()
-			return
-		}
-		f.Close()
-	})
-	if toolsErr != "" {
-		t.Skip("skipping NTFS image test: " + toolsErr)
-	}
+	testutil.Need(t, "mkntfs", "ntfs-3g")
+	testutil.NeedFUSE(t)
 }
 
 // makeImage creates a sparse file of sizeMiB MiB in dir and formats it.
@@ -90,120 +69,17 @@ func makeImage(t testing.TB, dir string, sizeMiB int64, label string, args ...st
 	return img
 }
 
-// mount is an ntfs-3g mount run in the foreground, so that unmounting
-// can wait until the driver has written everything back.
-type mount struct {
-	t    testing.TB
-	dir  string
-	cmd  *exec.Cmd
-	done chan error
-	once sync.Once
-	err  error
-	out  bytes.Buffer
-}
-
-func isMounted(dir string) bool {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) > 4 && fields[4] == dir {
-			return true
-		}
-	}
-	return false
-}
-
-// mountImage mounts img with ntfs-3g; it is unmounted in t.Cleanup at the
-// latest.
-func mountImage(t testing.TB, img string, opts ...string) *mount {
+// mountImage mounts img with ntfs-3g beside it; it is unmounted at
+// cleanup at the latest.
+func mountImage(t testing.TB, img string, opts ...string) *testutil.NTFS3G {
 	t.Helper()
-	dir, err := os.MkdirTemp(filepath.Dir(img), "mnt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	o := append([]string{"no_detach", "noatime"}, opts...)
-	m := &mount{t: t, dir: dir, done: make(chan error, 1)}
-	m.cmd = exec.Command(toolPath("ntfs-3g"), "-o", strings.Join(o, ","), img, dir)
-	m.cmd.Stdout = &m.out
-	m.cmd.Stderr = &m.out
-	if err := m.cmd.Start(); err != nil {
-		t.Fatalf("ntfs-3g: %v", err)
-	}
-	go func() { m.done <- m.cmd.Wait() }()
-	t.Cleanup(func() {
-		if err := m.unmount(); err != nil {
-			t.Errorf("cleanup: %v", err)
-		}
-	})
-	deadline := time.Now().Add(20 * time.Second)
-	for !isMounted(dir) {
-		select {
-		case err := <-m.done:
-			m.done <- err
-			t.Fatalf("ntfs-3g exited before mounting: %v\n%s", err, m.out.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("ntfs-3g did not mount %s", img)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return m
+	return testutil.MountNTFS3G(t, img, "", opts...)
 }
-
-// unmount unmounts and waits for ntfs-3g to exit. It may be called twice.
-func (m *mount) unmount() error {
-	m.once.Do(func() {
-		var last []byte
-		for i := 0; i < 100 && isMounted(m.dir); i++ {
-			out, err := exec.Command(toolPath("fusermount"), "-u", m.dir).CombinedOutput()
-			if err == nil {
-				break
-			}
-			last = out
-			time.Sleep(50 * time.Millisecond)
-		}
-		if isMounted(m.dir) {
-			exec.Command("umount", "-l", m.dir).Run()
-			m.err = fmt.Errorf("could not unmount %s: %s", m.dir, last)
-		}
-		select {
-		case err := <-m.done:
-			if err != nil && m.err == nil {
-				m.err = fmt.Errorf("ntfs-3g: %v\n%s", err, m.out.String())
-			}
-		case <-time.After(15 * time.Second):
-			m.cmd.Process.Kill()
-			m.err = errors.New("ntfs-3g did not exit after unmount")
-		}
-	})
-	return m.err
-}
-
-// path joins a slash-separated relative path to the mount point.
-func (m *mount) path(rel string) string { return filepath.Join(m.dir, filepath.FromSlash(rel)) }
 
 // openImage opens the image file with the reader.
 func openImage(t testing.TB, img string) *FS {
 	t.Helper()
-	f, err := os.Open(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	st, err := f.Stat()
-	if err != nil {
-		t.Fatal(err)
-	}
-	fsys, err := Open(f, st.Size())
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
+	fsys, _ := fstest.OpenImage(t, img, Probe, Open)
 	return fsys
 }
 
@@ -344,11 +220,11 @@ type snapNode struct {
 // snapshot walks the mounted tree and records what ntfs-3g reports.
 // Paths for which skip returns true are left out (ntfs-3g cannot stat
 // some reparse points).
-func snapshot(t testing.TB, m *mount, skip func(rel string) bool) map[string]*snapNode {
+func snapshot(t testing.TB, m *testutil.NTFS3G, skip func(rel string) bool) map[string]*snapNode {
 	t.Helper()
 	out := make(map[string]*snapNode)
-	err := filepath.WalkDir(m.dir, func(p string, d iofs.DirEntry, err error) error {
-		rel, _ := filepath.Rel(m.dir, p)
+	err := filepath.WalkDir(m.Dir, func(p string, d iofs.DirEntry, err error) error {
+		rel, _ := filepath.Rel(m.Dir, p)
 		rel = filepath.ToSlash(rel)
 		if err != nil {
 			return fmt.Errorf("%s: %w", rel, err)
@@ -373,11 +249,9 @@ func snapshot(t testing.TB, m *mount, skip func(rel string) bool) map[string]*sn
 		}
 		switch {
 		case fi.Mode().IsRegular():
-			data, err := os.ReadFile(p)
-			if err != nil {
-				return fmt.Errorf("%s: %w", rel, err)
-			}
+			data, unmap := testutil.MapFile(t, p) // not copied into Go memory: slow under the race detector
 			n.sum = sha256.Sum256(data)
+			unmap()
 		case fi.Mode()&iofs.ModeSymlink != 0:
 			n.target, _ = os.Readlink(p) // ntfs-3g refuses some reparse points
 		case fi.IsDir():

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"unicode/utf16"
 
+	"github.com/ckptfs/ckptfs/internal/testutil"
 	"github.com/ckptfs/ckptfs/volume"
 )
 
@@ -78,10 +79,10 @@ type treeSpec struct {
 }
 
 // populate creates the standard test tree on a mounted volume.
-func populate(t testing.TB, m *mount, compression bool) treeSpec {
+func populate(t testing.TB, m *testutil.NTFS3G, compression bool) treeSpec {
 	t.Helper()
 	spec := treeSpec{links: map[string]string{}}
-	w := func(rel string, data []byte) { writeFile(t, m.path(rel), data) }
+	w := func(rel string, data []byte) { writeFile(t, m.Path(rel), data) }
 	w("hello.txt", []byte("Hello, NTFS!\n"))
 	w("empty", nil)
 	w("medium.bin", pattern(1, 100<<10))
@@ -101,9 +102,9 @@ func populate(t testing.TB, m *mount, compression bool) treeSpec {
 
 	// Hard links, across directories.
 	w("links/a", pattern(5, 7000))
-	must(t, os.MkdirAll(m.path("links2"), 0o755))
-	must(t, os.Link(m.path("links/a"), m.path("links/b")))
-	must(t, os.Link(m.path("links/a"), m.path("links2/c")))
+	must(t, os.MkdirAll(m.Path("links2"), 0o755))
+	must(t, os.Link(m.Path("links/a"), m.Path("links/b")))
+	must(t, os.Link(m.Path("links/a"), m.Path("links2/c")))
 
 	// A directory large enough for a multi-block index.
 	for i := 0; i < 600; i++ {
@@ -111,7 +112,7 @@ func populate(t testing.TB, m *mount, compression bool) treeSpec {
 	}
 
 	// Sparse files.
-	f, err := os.Create(m.path("sparse.bin"))
+	f, err := os.Create(m.Path("sparse.bin"))
 	must(t, err)
 	_, err = f.WriteAt(pattern(6, 4096), 0)
 	must(t, err)
@@ -119,13 +120,13 @@ func populate(t testing.TB, m *mount, compression bool) treeSpec {
 	must(t, err)
 	must(t, f.Truncate(20<<20))
 	must(t, f.Close())
-	f, err = os.Create(m.path("shrunk.bin"))
+	f, err = os.Create(m.Path("shrunk.bin"))
 	must(t, err)
 	_, err = f.Write(pattern(11, 100<<10))
 	must(t, err)
 	must(t, f.Truncate(0))
 	must(t, f.Close())
-	f, err = os.Create(m.path("allsparse.bin"))
+	f, err = os.Create(m.Path("allsparse.bin"))
 	must(t, err)
 	must(t, f.Truncate(64<<20))
 	must(t, f.Close())
@@ -136,22 +137,22 @@ func populate(t testing.TB, m *mount, compression bool) treeSpec {
 		"small": []byte("tiny value"), "empty": {}, "mid": pattern(8, 3000),
 		"big": pattern(9, 65536), "Grüße": []byte("unicode stream name"),
 	} {
-		setXattr(t, m.path("ads.txt"), "user."+name, v)
+		setXattr(t, m.Path("ads.txt"), "user."+name, v)
 	}
-	must(t, os.MkdirAll(m.path("adsdir"), 0o755))
-	setXattr(t, m.path("adsdir"), "user.onadir", pattern(10, 2000))
+	must(t, os.MkdirAll(m.Path("adsdir"), 0o755))
+	setXattr(t, m.Path("adsdir"), "user.onadir", pattern(10, 2000))
 
 	// Symbolic links: Interix ones from ln -s, reparse points set directly.
-	must(t, os.Symlink("hello.txt", m.path("ln_rel")))
-	must(t, os.Symlink("/etc/passwd", m.path("ln_abs")))
-	must(t, os.Symlink("Grüße — 日本/ファイル 1.txt", m.path("ln_unicode")))
+	must(t, os.Symlink("hello.txt", m.Path("ln_rel")))
+	must(t, os.Symlink("/etc/passwd", m.Path("ln_abs")))
+	must(t, os.Symlink("Grüße — 日本/ファイル 1.txt", m.Path("ln_unicode")))
 	rp := func(rel string, dir bool, tag uint32, sub, print string, flags uint32, want string) {
 		if dir {
-			must(t, os.Mkdir(m.path(rel), 0o755))
+			must(t, os.Mkdir(m.Path(rel), 0o755))
 		} else {
 			w(rel, nil)
 		}
-		setXattr(t, m.path(rel), "system.ntfs_reparse_data", reparseBuffer(tag, sub, print, flags))
+		setXattr(t, m.Path(rel), "system.ntfs_reparse_data", reparseBuffer(tag, sub, print, flags))
 		spec.links[rel] = want
 	}
 	rp("rp_rel", false, tagSymlink, `..\x\y z`, `..\x\y z`, symlinkFlagRelative, "../x/y z")
@@ -161,7 +162,7 @@ func populate(t testing.TB, m *mount, compression bool) treeSpec {
 
 	// A Win32 name with a DOS 8.3 alias: only the long name is listed.
 	w("LongFileName.text", []byte("long"))
-	setXattr(t, m.path("LongFileName.text"), "system.ntfs_dos_name", []byte("LONGFI~1.TEX"))
+	setXattr(t, m.Path("LongFileName.text"), "system.ntfs_dos_name", []byte("LONGFI~1.TEX"))
 
 	// POSIX names differing only in case.
 	w("case/Readme", []byte("upper"))
@@ -169,8 +170,8 @@ func populate(t testing.TB, m *mount, compression bool) treeSpec {
 	spec.caseVariant = [2]string{"case/Readme", "case/readme"}
 
 	if compression {
-		must(t, os.Mkdir(m.path("comp"), 0o755))
-		setCompressed(t, m.path("comp"))
+		must(t, os.Mkdir(m.Path("comp"), 0o755))
+		setCompressed(t, m.Path("comp"))
 		files := map[string][]byte{
 			"comp/text.txt":  textPattern(11, 300<<10+77),
 			"comp/random":    pattern(12, 200<<10),
@@ -194,14 +195,14 @@ func populate(t testing.TB, m *mount, compression bool) treeSpec {
 		}
 		spec.compressed = []string{"comp/text.txt", "comp/odd", "comp/mixed", "comp/random"}
 		// A compressed file with holes.
-		f, err := os.Create(m.path("comp/sparse"))
+		f, err := os.Create(m.Path("comp/sparse"))
 		must(t, err)
 		_, err = f.WriteAt(textPattern(15, 100000), 1<<20+5)
 		must(t, err)
 		must(t, f.Truncate(3<<20))
 		must(t, f.Close())
 		// Alternate data stream of a compressed file.
-		setXattr(t, m.path("comp/text.txt"), "user.stream", textPattern(16, 60000))
+		setXattr(t, m.Path("comp/text.txt"), "user.stream", textPattern(16, 60000))
 	}
 	return spec
 }
@@ -244,7 +245,7 @@ func TestVolumes(t *testing.T) {
 			spec := populate(t, m, tc.compression)
 			isLink := func(rel string) bool { _, ok := spec.links[rel]; return ok }
 			snap := snapshot(t, m, isLink)
-			must(t, m.unmount())
+			must(t, m.Unmount())
 
 			fsys := openImage(t, img)
 			t.Logf("sector %d, cluster %d, MFT record %d bytes", fsys.sectorSize, fsys.clusterSize, fsys.recordSize)
@@ -501,8 +502,8 @@ func TestDirtyVolume(t *testing.T) {
 	dir := t.TempDir()
 	img := makeImage(t, dir, 16, "dirty")
 	m := mountImage(t, img)
-	writeFile(t, m.path("file.txt"), []byte("still readable"))
-	must(t, m.unmount())
+	writeFile(t, m.Path("file.txt"), []byte("still readable"))
+	must(t, m.Unmount())
 	b, err := os.ReadFile(img)
 	must(t, err)
 	fsys, err := Open(bytes.NewReader(b), int64(len(b)))
@@ -590,15 +591,15 @@ func TestCorruptRecords(t *testing.T) {
 	m := mountImage(t, img)
 	names := []string{"victim.txt", "bystander.txt", "victim2.txt", "victim3.txt", "victim4.bin"}
 	for i, n := range names {
-		writeFile(t, m.path(n), []byte(strings.Repeat(n, i+1)))
+		writeFile(t, m.Path(n), []byte(strings.Repeat(n, i+1)))
 	}
-	writeFile(t, m.path("victim4.bin"), pattern(3, 100000))
+	writeFile(t, m.Path("victim4.bin"), pattern(3, 100000))
 	for i := 0; i < 300; i++ {
-		writeFile(t, m.path(fmt.Sprintf("bigdir/file%03d", i)), nil)
+		writeFile(t, m.Path(fmt.Sprintf("bigdir/file%03d", i)), nil)
 	}
-	writeFile(t, m.path("victimdir/inside"), []byte("x"))
+	writeFile(t, m.Path("victimdir/inside"), []byte("x"))
 	snap := snapshot(t, m, nil)
-	must(t, m.unmount())
+	must(t, m.Unmount())
 	clean, err := os.ReadFile(img)
 	must(t, err)
 	fsys0, err := Open(bytes.NewReader(clean), int64(len(clean)))
@@ -776,8 +777,8 @@ func TestConcurrent(t *testing.T) {
 	dir := t.TempDir()
 	img := makeImage(t, dir, 64, "conc")
 	m := mountImage(t, img, "compression")
-	must(t, os.Mkdir(m.path("c"), 0o755))
-	setCompressed(t, m.path("c"))
+	must(t, os.Mkdir(m.Path("c"), 0o755))
+	setCompressed(t, m.Path("c"))
 	want := map[string][]byte{}
 	for i := 0; i < 20; i++ {
 		var data []byte
@@ -787,10 +788,10 @@ func TestConcurrent(t *testing.T) {
 			data = pattern(uint64(i), 150<<10+i)
 		}
 		rel := fmt.Sprintf("c/f%02d", i)
-		writeFile(t, m.path(rel), data)
+		writeFile(t, m.Path(rel), data)
 		want[rel] = data
 	}
-	must(t, m.unmount())
+	must(t, m.Unmount())
 	fsys := openImage(t, img)
 	errs := make(chan error, 64)
 	done := make(chan struct{})

@@ -16,17 +16,9 @@ import (
 
 	"github.com/diskfs/go-diskfs/partition/gpt"
 
+	"github.com/ckptfs/ckptfs/internal/testutil"
 	"github.com/ckptfs/ckptfs/volume"
 )
-
-func needTools(t testing.TB, tools ...string) {
-	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed (Debian packages: gdisk for sgdisk, fdisk for sfdisk/fdisk, dosfstools for mkfs.vfat)", tool)
-		}
-	}
-}
 
 func run(t testing.TB, stdin string, name string, args ...string) string {
 	t.Helper()
@@ -111,7 +103,7 @@ func comparable(ps []Partition, mbr bool) []Partition {
 }
 
 func TestReadWithTools(t *testing.T) {
-	needTools(t, "sgdisk", "sfdisk", "fdisk")
+	testutil.Need(t, "sgdisk", "sfdisk", "fdisk")
 	tests := []struct {
 		name  string
 		ss    int
@@ -235,7 +227,7 @@ func TestSuperfloppyAndBlank(t *testing.T) {
 	})
 	for _, fat := range []string{"12", "16", "32"} {
 		t.Run("fat"+fat, func(t *testing.T) {
-			needTools(t, "mkfs.vfat")
+			testutil.Need(t, "mkfs.vfat")
 			img := sparseImage(t, 64<<20)
 			run(t, "", "mkfs.vfat", "-F", fat, img)
 			f, _ := os.Open(img)

@@ -10,18 +10,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ckptfs/ckptfs/internal/testutil"
 	"github.com/ckptfs/ckptfs/volume"
 	"github.com/ckptfs/ckptfs/volume/partition"
 )
-
-func needTools(t *testing.T, tools ...string) {
-	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed (Debian packages gdisk, dosfstools, mtools, ntfs-3g, e2fsprogs, xfsprogs)", tool)
-		}
-	}
-}
 
 func run(t *testing.T, name string, args ...string) {
 	t.Helper()
@@ -45,7 +37,7 @@ func sparseFile(t *testing.T, p string, size int64) {
 // TestDisk builds a GPT disk whose partitions hold FAT, NTFS and ext4 file
 // systems, then finds and opens each through partition.Read and Open.
 func TestDisk(t *testing.T) {
-	needTools(t, "sgdisk", "mkfs.vfat", "mcopy", "mkntfs", "ntfscp", "mkfs.ext4")
+	testutil.Need(t, "sgdisk", "mkfs.vfat", "mcopy", "mkntfs", "ntfscp", "mkfs.ext4")
 	dir := t.TempDir()
 	hello := filepath.Join(dir, "hello.txt")
 	os.WriteFile(hello, []byte("hello from a partition\n"), 0o644)
@@ -140,7 +132,7 @@ func TestSignatureButBroken(t *testing.T) {
 // TestXFS opens a whole-volume XFS image (made with mkfs.xfs from a
 // protofile, no mount needed) through Open.
 func TestXFS(t *testing.T) {
-	needTools(t, "mkfs.xfs")
+	testutil.Need(t, "mkfs.xfs")
 	dir := t.TempDir()
 	hello := filepath.Join(dir, "hello.txt")
 	os.WriteFile(hello, []byte("hello from xfs\n"), 0o644)

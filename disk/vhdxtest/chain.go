@@ -1,16 +1,13 @@
-// Package fusetest builds disk chains and partitioned disks for the tests
-// of mounts (fusefs, checkpoint, cmd/ckptfs): generated chains with known
-// contents, children of images made by other tools, and the bookkeeping to
-// hash what a mount shows.
-package fusetest
+package vhdxtest
+
+// Chains of files with known contents, for the tests of everything that
+// reads chains (chain, checkpoint, fusefs, cmd/ckptfs): generated chains,
+// children of images made by other tools, and raw images.
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"fmt"
-	"io"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -18,13 +15,12 @@ import (
 	"testing"
 
 	"github.com/ckptfs/ckptfs/disk"
-	"github.com/ckptfs/ckptfs/disk/vhdxtest"
 )
 
 // Chain is a chain written to disk.
 type Chain struct {
-	Paths  []string          // base first
-	Images []*vhdxtest.Image // the models, base first
+	Paths  []string // base first
+	Images []*Image // the models, base first
 }
 
 // Leaf is the newest file.
@@ -44,13 +40,13 @@ func Generate(t testing.TB, dir, name string, size int64, layers int, seed int64
 	rng := rand.New(rand.NewSource(seed))
 	var c Chain
 	for i := 0; i < layers; i++ {
-		o := vhdxtest.Options{VirtualSize: size, BlockSize: disk.MiB}
+		o := Options{VirtualSize: size, BlockSize: disk.MiB}
 		path := filepath.Join(dir, name+".vhdx")
 		if i > 0 {
 			o.Parent, o.ParentPath = c.Images[i-1], c.Paths[i-1]
 			path = filepath.Join(dir, ChildName(name))
 		}
-		im := vhdxtest.New(o)
+		im := New(o)
 		writes := 3 + rng.Intn(4)
 		if i == 0 {
 			writes = 12
@@ -98,7 +94,7 @@ func Fill(b []byte, seed uint64) {
 }
 
 // Save writes a model to path.
-func Save(t testing.TB, im *vhdxtest.Image, path string) {
+func Save(t testing.TB, im *Image, path string) {
 	t.Helper()
 	if err := im.Save(path); err != nil {
 		t.Fatal(err)
@@ -107,15 +103,16 @@ func Save(t testing.TB, im *vhdxtest.Image, path string) {
 
 // StandIn returns a data-less model with the identity (DataWriteGuid,
 // virtual disk ID, geometry) of the VHDX file at path, to be the Parent of
-// a generated child of a file another tool made.
-func StandIn(t testing.TB, path string) *vhdxtest.Image {
+// a generated child of a file another tool made. It reads only that
+// identity, with disk's reader.
+func StandIn(t testing.TB, path string) *Image {
 	t.Helper()
 	f, err := disk.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	im := vhdxtest.New(vhdxtest.Options{VirtualSize: f.VirtualSize(), SectorSize: uint32(f.SectorSize())})
+	im := New(Options{VirtualSize: f.VirtualSize(), SectorSize: uint32(f.SectorSize())})
 	im.DataWriteGUID, im.VirtualDiskID = f.Header.DataWriteGUID, f.Metadata.VirtualDiskID
 	return im
 }
@@ -123,12 +120,12 @@ func StandIn(t testing.TB, path string) *vhdxtest.Image {
 // DiffChild writes at path a differencing child of parent (at parentPath)
 // holding exactly the sectors where newRaw differs from oldRaw, the
 // parent's contents: mounting the child shows newRaw.
-func DiffChild(t testing.TB, parent *vhdxtest.Image, parentPath, path string, oldRaw, newRaw []byte) *vhdxtest.Image {
+func DiffChild(t testing.TB, parent *Image, parentPath, path string, oldRaw, newRaw []byte) *Image {
 	t.Helper()
 	if len(oldRaw) != len(newRaw) {
 		t.Fatalf("DiffChild: sizes differ: %d and %d", len(oldRaw), len(newRaw))
 	}
-	im := vhdxtest.New(vhdxtest.Options{Parent: parent, ParentPath: parentPath, BlockSize: 2 * disk.MiB})
+	im := New(Options{Parent: parent, ParentPath: parentPath, BlockSize: 2 * disk.MiB})
 	ss := int(im.Options().SectorSize)
 	for off := 0; off < len(newRaw); {
 		if bytes.Equal(oldRaw[off:off+ss], newRaw[off:off+ss]) {
@@ -162,20 +159,4 @@ func RawFixture(t testing.TB, path string, size, seed int64) []byte {
 		t.Fatal(err)
 	}
 	return b
-}
-
-// SHA256 hashes size bytes of r.
-func SHA256(t testing.TB, r io.ReaderAt, size int64) string {
-	t.Helper()
-	h := sha256.New()
-	if _, err := io.Copy(h, io.NewSectionReader(r, 0, size)); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
-
-// SHA256Bytes hashes b.
-func SHA256Bytes(b []byte) string {
-	s := sha256.Sum256(b)
-	return hex.EncodeToString(s[:])
 }
