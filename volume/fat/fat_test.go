@@ -185,6 +185,7 @@ func TestImages(t *testing.T) {
 			// One ReadAt per run of contiguous clusters.
 			f, _ := os.Open(im.path)
 			defer f.Close()
+			fstest.CheckMapData(t, f, "BIG.BIN", fl, true)
 			st, _ := f.Stat()
 			cr := &fstest.CountingReader{R: f}
 			fsys2, err := Open(cr, st.Size())
