@@ -23,11 +23,12 @@ type Layer interface {
 // Chain is the virtual disk at one point of a chain. It is an io.ReaderAt
 // safe for concurrent use.
 type Chain struct {
-	Links  []Link // leaf first, base last
-	layers []Layer
-	size   int64
-	unit   int64 // resolution granularity: the smallest block size
-	cache  *runCache
+	Links   []Link // leaf first, base last
+	layers  []Layer
+	size    int64
+	unit    int64 // resolution granularity: the smallest block size
+	cache   *runCache
+	salvage bool // opened with Options.Salvage
 }
 
 // Open finds the chain ending at the file leaf and returns a reader of the
@@ -37,11 +38,11 @@ func Open(leaf string, opts Options) (*Chain, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newChain(links, nil), nil
+	return newChain(links, nil, opts.Salvage), nil
 }
 
-func newChain(links []Link, top Layer) *Chain {
-	c := &Chain{Links: links, size: links[0].File.VirtualSize()}
+func newChain(links []Link, top Layer, salvage bool) *Chain {
+	c := &Chain{Links: links, size: links[0].File.VirtualSize(), salvage: salvage}
 	if top != nil {
 		c.layers = append(c.layers, top)
 	}
@@ -59,11 +60,11 @@ func newChain(links []Link, top Layer) *Chain {
 // WithTop returns a chain that reads layer top first, then c's files: the
 // view through a writable layer created on top of c. Call Invalidate after
 // writing to top.
-func (c *Chain) WithTop(top Layer) *Chain { return newChain(c.Links, top) }
+func (c *Chain) WithTop(top Layer) *Chain { return newChain(c.Links, top, c.salvage) }
 
 // Point returns the chain at the i-th link (0 is c itself, len-1 the base),
 // sharing c's open files.
-func (c *Chain) Point(i int) *Chain { return newChain(c.Links[i:], nil) }
+func (c *Chain) Point(i int) *Chain { return newChain(c.Links[i:], nil, c.salvage) }
 
 // Size is the virtual disk size in bytes.
 func (c *Chain) Size() int64 { return c.size }
@@ -97,7 +98,11 @@ type Run struct {
 	Offset     int64
 	Length     int64
 	Layer      int   // index into the chain's layers (0 = leaf); -1 for zeros
-	FileOffset int64 // where the bytes are in that layer's file
+	FileOffset int64 // where the bytes are in that layer's file; -1 when Missing
+	// Missing: layer Layer should hold these bytes but has lost them
+	// (a damaged file opened in salvage mode; see disk.Missing). Reading
+	// them fails with disk.ErrMissingData.
+	Missing bool
 }
 
 // End is the virtual offset just past the run.
@@ -138,11 +143,15 @@ func (c *Chain) resolveUnit(u int64) ([]Run, error) {
 				lo, hi := max(e.Offset, p.Offset), min(e.Offset+e.Length, p.End())
 				switch e.Source {
 				case disk.Data:
-					runs = append(runs, Run{lo, hi - lo, li, e.FileOffset + (lo - e.Offset)})
+					runs = append(runs, Run{lo, hi - lo, li, e.FileOffset + (lo - e.Offset), false})
 				case disk.Zeros:
-					runs = append(runs, Run{lo, hi - lo, -1, 0})
+					runs = append(runs, Run{lo, hi - lo, -1, 0, false})
 				case disk.FromParent:
-					next = append(next, Run{lo, hi - lo, -1, 0})
+					next = append(next, Run{lo, hi - lo, -1, 0, false})
+				case disk.Missing:
+					// What this layer held is lost; the layers below
+					// hold older data, which it hid: never read them.
+					runs = append(runs, Run{lo, hi - lo, li, -1, true})
 				}
 			}
 		}
@@ -162,16 +171,19 @@ func sortRuns(r []Run) {
 func mergeRuns(r []Run) []Run {
 	out := r[:0]
 	for _, x := range r {
-		if n := len(out); n > 0 {
-			p := &out[n-1]
-			if p.End() == x.Offset && p.Layer == x.Layer && (x.Layer < 0 || p.FileOffset+p.Length == x.FileOffset) {
-				p.Length += x.Length
-				continue
-			}
+		if n := len(out); n > 0 && continues(out[n-1], x) {
+			out[n-1].Length += x.Length
+			continue
 		}
 		out = append(out, x)
 	}
 	return out
+}
+
+// continues reports whether x continues p: adjacent, from the same place.
+func continues(p, x Run) bool {
+	return p.End() == x.Offset && p.Layer == x.Layer && p.Missing == x.Missing &&
+		(x.Layer < 0 || x.Missing || p.FileOffset+p.Length == x.FileOffset)
 }
 
 // unitRuns returns the cached runs of unit u, resolving on a miss.
@@ -206,16 +218,16 @@ func (c *Chain) Map(off, length int64, dst []Run) ([]Run, error) {
 			if lo >= hi {
 				continue
 			}
-			x := Run{lo, hi - lo, r.Layer, r.FileOffset + (lo - r.Offset)}
-			if r.Layer < 0 {
+			x := Run{lo, hi - lo, r.Layer, r.FileOffset + (lo - r.Offset), r.Missing}
+			switch {
+			case r.Layer < 0:
 				x.FileOffset = 0
+			case r.Missing:
+				x.FileOffset = -1
 			}
-			if n := len(dst); n > first {
-				p := &dst[n-1]
-				if p.End() == x.Offset && p.Layer == x.Layer && (x.Layer < 0 || p.FileOffset+p.Length == x.FileOffset) {
-					p.Length += x.Length
-					continue
-				}
+			if n := len(dst); n > first && continues(dst[n-1], x) {
+				dst[n-1].Length += x.Length
+				continue
 			}
 			dst = append(dst, x)
 		}
@@ -226,8 +238,29 @@ func (c *Chain) Map(off, length int64, dst []Run) ([]Run, error) {
 var runPool = sync.Pool{New: func() any { s := make([]Run, 0, 16); return &s }}
 
 // ReadAt reads the virtual disk. Each run of the range costs one ReadAt of
-// the layer holding it.
+// the layer holding it. Bytes a damaged file has lost (see
+// Options.Salvage) fail the read with an error wrapping
+// disk.ErrMissingData; so does, in a chain opened with Options.Salvage, a
+// read the operating system fails. n is then the number of bytes read
+// before them.
 func (c *Chain) ReadAt(p []byte, off int64) (int, error) {
+	return c.read(p, off, nil)
+}
+
+// ReadAtZeroFilled reads like ReadAt, but bytes a damaged file has lost,
+// and in a chain opened with Options.Salvage bytes whose read fails, read
+// as zeros and are appended to missing (merged, in order). It is the read
+// for an export that must go on past damage and list it.
+func (c *Chain) ReadAtZeroFilled(p []byte, off int64, missing []Range) (int, []Range, error) {
+	if missing == nil {
+		missing = []Range{}
+	}
+	n, err := c.read(p, off, &missing)
+	return n, missing, err
+}
+
+// read is ReadAt, or ReadAtZeroFilled when missing is not nil.
+func (c *Chain) read(p []byte, off int64, missing *[]Range) (int, error) {
 	if off < 0 {
 		return 0, fmt.Errorf("chain: negative offset %d", off)
 	}
@@ -251,9 +284,24 @@ func (c *Chain) ReadAt(p []byte, off int64) (int, error) {
 			clear(b)
 			continue
 		}
-		if n, err := c.layers[r.Layer].ReadFileAt(b, r.FileOffset); err != nil && !(err == io.EOF && n == len(b)) {
-			return 0, fmt.Errorf("%s: reading %d bytes at file offset %d: %w", c.layers[r.Layer].Name(), len(b), r.FileOffset, err)
+		var lost error
+		if r.Missing {
+			lost = fmt.Errorf("%s: bytes %d to %d of the virtual disk: %w", c.layers[r.Layer].Name(), r.Offset, r.End()-1, disk.ErrMissingData)
+		} else if n, err := c.layers[r.Layer].ReadFileAt(b, r.FileOffset); err != nil && !(err == io.EOF && n == len(b)) {
+			err = fmt.Errorf("%s: reading %d bytes at file offset %d: %w", c.layers[r.Layer].Name(), len(b), r.FileOffset, err)
+			if !c.salvage {
+				return 0, err
+			}
+			lost = fmt.Errorf("%w (%w)", err, disk.ErrMissingData)
 		}
+		if lost == nil {
+			continue
+		}
+		if missing == nil {
+			return int(r.Offset - off), lost
+		}
+		clear(b)
+		*missing = addRange(*missing, Range{r.Offset, r.Length})
 	}
 	return len(p), eof
 }
@@ -299,6 +347,9 @@ func (c *Chain) Pieces(off, n int64, dst []Piece) ([]Piece, bool) {
 	}
 	out := dst
 	for _, r := range runs {
+		if r.Missing {
+			return dst, false // ReadAt says what is lost
+		}
 		if r.Layer < 0 {
 			out = append(out, Piece{Length: r.Length})
 			continue
