@@ -284,26 +284,52 @@ func (c *Chain) read(p []byte, off int64, missing *[]Range) (int, error) {
 			clear(b)
 			continue
 		}
-		var lost error
 		if r.Missing {
-			lost = fmt.Errorf("%s: bytes %d to %d of the virtual disk: %w", c.layers[r.Layer].Name(), r.Offset, r.End()-1, disk.ErrMissingData)
-		} else if n, err := c.layers[r.Layer].ReadFileAt(b, r.FileOffset); err != nil && !(err == io.EOF && n == len(b)) {
-			err = fmt.Errorf("%s: reading %d bytes at file offset %d: %w", c.layers[r.Layer].Name(), len(b), r.FileOffset, err)
-			if !c.salvage {
-				return 0, err
+			if missing == nil {
+				return int(r.Offset - off), fmt.Errorf("%s: bytes %d to %d of the virtual disk: %w", c.layers[r.Layer].Name(), r.Offset, r.End()-1, disk.ErrMissingData)
 			}
-			lost = fmt.Errorf("%w (%w)", err, disk.ErrMissingData)
-		}
-		if lost == nil {
+			clear(b)
+			*missing = addRange(*missing, Range{r.Offset, r.Length})
 			continue
 		}
-		if missing == nil {
-			return int(r.Offset - off), lost
+		n, err := c.layers[r.Layer].ReadFileAt(b, r.FileOffset)
+		if err == nil || err == io.EOF && n == len(b) {
+			continue
 		}
-		clear(b)
-		*missing = addRange(*missing, Range{r.Offset, r.Length})
+		err = fmt.Errorf("%s: reading %d bytes at file offset %d: %w", c.layers[r.Layer].Name(), len(b), r.FileOffset, err)
+		if !c.salvage {
+			return 0, err
+		}
+		if n, err := c.readPieces(r, b, missing); err != nil {
+			return int(r.Offset-off) + n, err
+		}
 	}
 	return len(p), eof
+}
+
+// salvagePiece is the granularity at which a salvage read narrows down a
+// failing read: what fails reads as missing, the rest is served.
+const salvagePiece = 4096
+
+// readPieces reads run r into b again in salvagePiece pieces of the
+// virtual disk, after the whole read failed. Without missing, it returns
+// how many bytes of b read before the first piece that fails and an error
+// wrapping disk.ErrMissingData and the read's error; with missing, the
+// failing pieces read as zeros and are added to it.
+func (c *Chain) readPieces(r Run, b []byte, missing *[]Range) (int, error) {
+	for lo := int64(0); lo < r.Length; {
+		hi := min(r.Length, (r.Offset+lo)/salvagePiece*salvagePiece+salvagePiece-r.Offset)
+		n, err := c.layers[r.Layer].ReadFileAt(b[lo:hi], r.FileOffset+lo)
+		if err != nil && !(err == io.EOF && int64(n) == hi-lo) {
+			if missing == nil {
+				return int(lo), fmt.Errorf("%s: reading %d bytes at file offset %d: %w (%w)", c.layers[r.Layer].Name(), hi-lo, r.FileOffset+lo, err, disk.ErrMissingData)
+			}
+			clear(b[lo:hi])
+			*missing = addRange(*missing, Range{r.Offset + lo, hi - lo})
+		}
+		lo = hi
+	}
+	return 0, nil
 }
 
 // Invalidate forgets cached resolutions of [off, off+length), after a

@@ -350,8 +350,14 @@ func (f *File) loadDynamic(footerField string) error {
 	ft := &f.Footer
 	ho := ft.DataOffset
 	if ho < FooterSize || ho > uint64(f.dataEnd) || uint64(f.dataEnd)-ho < DynamicHeaderSize {
-		err := f.errorf(footerField+": Data Offset", f.footerOffset(), disk.ErrCorrupt, "dynamic header at %d does not fit between the footer copy at 0 and the end of the data at %d", ho, f.dataEnd)
-		return f.fail(disk.Fatal, "footer", f.footerOffset(), err)
+		// Where the header starts inside the file but ends past it, the
+		// file was cut short.
+		sentinel, structure := disk.ErrCorrupt, "footer"
+		if ho >= FooterSize && ho < uint64(f.dataEnd) {
+			sentinel, structure = disk.ErrTruncated, "dynamic header"
+		}
+		err := f.errorf(footerField+": Data Offset", f.footerOffset(), sentinel, "dynamic header at %d does not fit between the footer copy at 0 and the end of the data at %d", ho, f.dataEnd)
+		return f.fail(disk.Fatal, structure, f.footerOffset(), err)
 	}
 	hb, err := f.readFull("dynamic header", int64(ho), DynamicHeaderSize)
 	if err != nil {

@@ -147,6 +147,7 @@ func TestCorruption(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			b := c.damage(template(t, c.kind))
 			f, err := openBytes(b)
+			checkAgrees(t, b, err)
 			if err == nil {
 				f.Close()
 				t.Fatal("opened")
@@ -162,16 +163,44 @@ func TestCorruption(t *testing.T) {
 	}
 }
 
+// checkAgrees: Check's first error is the strict open's error err, and a
+// salvage open succeeds exactly when err matches disk.ErrSalvageable
+// (and then Check finds the file usable).
+func checkAgrees(t *testing.T, b []byte, err error) {
+	t.Helper()
+	_, rep := vhd.CheckReader(bytes.NewReader(b), int64(len(b)), "t.vhd")
+	var first error
+	for _, p := range rep.Problems {
+		if p.Severity == disk.SeverityError && first == nil {
+			first = p.Err
+		}
+	}
+	if (err == nil) != (first == nil) || err != nil && first.Error() != err.Error() {
+		t.Errorf("strict open: %v; Check's first error: %v", err, first)
+	}
+	_, serr := vhd.NewFileWith(bytes.NewReader(b), int64(len(b)), "t.vhd", disk.ReadOptions{Salvage: true})
+	if err != nil && (serr == nil) != errors.Is(err, disk.ErrSalvageable) {
+		t.Errorf("salvage open: %v, but strict error %v salvageable: %v", serr, err, errors.Is(err, disk.ErrSalvageable))
+	}
+	if (serr == nil) != rep.Usable {
+		t.Errorf("salvage open: %v, Check says usable: %v", serr, rep.Usable)
+	}
+}
+
 // TestTemplatesOpen: the undamaged templates open and read as their
 // models (the corruption cases start from valid files).
 func TestTemplatesOpen(t *testing.T) {
 	for k := 0; k < kinds; k++ {
-		f, err := openBytes(template(t, k))
+		b := template(t, k)
+		f, err := openBytes(b)
 		if err != nil {
 			t.Fatalf("kind %d: %v", k, err)
 		}
 		if len(f.Warnings) != 0 || f.FooterFromHead {
 			t.Errorf("kind %d: warnings %q", k, f.Warnings)
+		}
+		if _, rep := vhd.CheckReader(bytes.NewReader(b), int64(len(b)), "t.vhd"); !rep.Clean() || !rep.Usable {
+			t.Errorf("kind %d: check: %+v", k, rep)
 		}
 		readAll(t, f, nil)
 	}
