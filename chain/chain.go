@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"slices"
 	"sync"
@@ -98,12 +99,18 @@ type Run struct {
 	Offset     int64
 	Length     int64
 	Layer      int   // index into the chain's layers (0 = leaf); -1 for zeros
-	FileOffset int64 // where the bytes are in that layer's file; -1 when Missing
+	FileOffset int64 // where the bytes are in that layer's file
 	// Missing: layer Layer should hold these bytes but has lost them
 	// (a damaged file opened in salvage mode; see disk.Missing). Reading
-	// them fails with disk.ErrMissingData.
+	// them fails with disk.ErrMissingData. FileOffset is then far below
+	// zero, so that no comparison of file offsets takes lost bytes for
+	// data.
 	Missing bool
 }
+
+// missingFileOffset is the FileOffset of Missing runs: offsets derived
+// from it (adding a distance within the disk) stay far below zero.
+const missingFileOffset = math.MinInt64 / 2
 
 // End is the virtual offset just past the run.
 func (r Run) End() int64 { return r.Offset + r.Length }
@@ -151,7 +158,7 @@ func (c *Chain) resolveUnit(u int64) ([]Run, error) {
 				case disk.Missing:
 					// What this layer held is lost; the layers below
 					// hold older data, which it hid: never read them.
-					runs = append(runs, Run{lo, hi - lo, li, -1, true})
+					runs = append(runs, Run{lo, hi - lo, li, missingFileOffset + lo, true})
 				}
 			}
 		}
@@ -183,7 +190,7 @@ func mergeRuns(r []Run) []Run {
 // continues reports whether x continues p: adjacent, from the same place.
 func continues(p, x Run) bool {
 	return p.End() == x.Offset && p.Layer == x.Layer && p.Missing == x.Missing &&
-		(x.Layer < 0 || x.Missing || p.FileOffset+p.Length == x.FileOffset)
+		(x.Layer < 0 || p.FileOffset+p.Length == x.FileOffset)
 }
 
 // unitRuns returns the cached runs of unit u, resolving on a miss.
@@ -219,11 +226,8 @@ func (c *Chain) Map(off, length int64, dst []Run) ([]Run, error) {
 				continue
 			}
 			x := Run{lo, hi - lo, r.Layer, r.FileOffset + (lo - r.Offset), r.Missing}
-			switch {
-			case r.Layer < 0:
+			if r.Layer < 0 {
 				x.FileOffset = 0
-			case r.Missing:
-				x.FileOffset = -1
 			}
 			if n := len(dst); n > first && continues(dst[n-1], x) {
 				dst[n-1].Length += x.Length
@@ -242,7 +246,8 @@ var runPool = sync.Pool{New: func() any { s := make([]Run, 0, 16); return &s }}
 // Options.Salvage) fail the read with an error wrapping
 // disk.ErrMissingData; so does, in a chain opened with Options.Salvage, a
 // read the operating system fails. n is then the number of bytes read
-// before them.
+// before them. Without Options.Salvage, a failed read of a file's data
+// matches disk.ErrSalvageable.
 func (c *Chain) ReadAt(p []byte, off int64) (int, error) {
 	return c.read(p, off, nil)
 }
@@ -298,7 +303,7 @@ func (c *Chain) read(p []byte, off int64, missing *[]Range) (int, error) {
 		}
 		err = fmt.Errorf("%s: reading %d bytes at file offset %d: %w", c.layers[r.Layer].Name(), len(b), r.FileOffset, err)
 		if !c.salvage {
-			return 0, err
+			return 0, disk.MarkSalvageable(err)
 		}
 		if n, err := c.readPieces(r, b, missing); err != nil {
 			return int(r.Offset-off) + n, err

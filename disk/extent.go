@@ -79,10 +79,13 @@ func (f *File) BlockExtents(b int64, dst []Extent) ([]Extent, error) {
 	case BlockPartiallyPresent:
 		n := len(dst)
 		dst, err := f.partialExtents(b, e, start, length, dst)
-		if err != nil && f.salvage {
-			return append(dst[:n], Extent{start, length, Missing, -1}), nil
+		if err != nil {
+			if f.salvage {
+				return append(dst[:n], Extent{start, length, Missing, -1}), nil
+			}
+			return dst, MarkSalvageable(err)
 		}
-		return f.clip(dst, n), err
+		return f.clip(dst, n), nil
 	case BlockNotPresent:
 		if f.Metadata.HasParent {
 			return append(dst, Extent{start, length, FromParent, 0}), nil

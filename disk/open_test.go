@@ -160,8 +160,8 @@ func TestCorruptFiles(t *testing.T) {
 					t.Fatalf("should open: %v", err)
 				}
 				if c.diff {
-					if _, err := f.BlockExtents(0, nil); !errors.Is(err, disk.ErrCorrupt) {
-						t.Fatalf("reading the damaged block: %v, want ErrCorrupt", err)
+					if _, err := f.BlockExtents(0, nil); !errors.Is(err, disk.ErrCorrupt) || !errors.Is(err, disk.ErrSalvageable) {
+						t.Fatalf("reading the damaged block: %v, want ErrCorrupt and ErrSalvageable", err)
 					}
 				} else if len(f.Warnings) == 0 {
 					t.Errorf("survived damage without a warning")

@@ -229,9 +229,19 @@ func (c *Collector) StrictError() error {
 			x.Salvageable = true
 			return &x
 		}
-		return fmt.Errorf("%w%w", p.Err, salvageMark{})
+		return MarkSalvageable(p.Err)
 	}
 	return c.blocking
+}
+
+// MarkSalvageable returns err, unchanged in its message, also matching
+// ErrSalvageable: for errors a reader in salvage mode gets past, such as
+// a failed read of a block's data.
+func MarkSalvageable(err error) error {
+	if err == nil || errors.Is(err, ErrSalvageable) {
+		return err
+	}
+	return fmt.Errorf("%w%w", err, salvageMark{})
 }
 
 // salvageMark makes a wrapped error match ErrSalvageable without changing

@@ -42,7 +42,7 @@ func (f *File) BlockExtents(b int64, dst []disk.Extent) ([]disk.Extent, error) {
 		dst, err = f.bitmapExtents(b, int64(e)*SectorSize, start, in, dst)
 		if err != nil {
 			if !f.salvage {
-				return dst, err
+				return dst, disk.MarkSalvageable(err)
 			}
 			dst = append(dst[:n], disk.Extent{Offset: start, Length: in, Source: disk.Missing, FileOffset: -1})
 		}

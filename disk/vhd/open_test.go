@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -203,5 +204,50 @@ func TestTemplatesOpen(t *testing.T) {
 			t.Errorf("kind %d: check: %+v", k, rep)
 		}
 		readAll(t, f, nil)
+	}
+}
+
+// failingReader fails every read that touches [lo, hi).
+type failingReader struct {
+	r      io.ReaderAt
+	lo, hi int64
+}
+
+var errInjected = errors.New("injected I/O error")
+
+func (f failingReader) ReadAt(p []byte, off int64) (int, error) {
+	if off < f.hi && f.lo < off+int64(len(p)) {
+		return 0, errInjected
+	}
+	return f.r.ReadAt(p, off)
+}
+
+// TestUnreadableBAT: a BAT the operating system fails to read refuses a
+// strict open with an error a salvage open gets past; the salvaged file
+// reports every block whose entry was unreadable as missing, and Check
+// names the BAT.
+func TestUnreadableBAT(t *testing.T) {
+	b := template(t, kindDiff)
+	r := failingReader{bytes.NewReader(b), bat, bat + 4}
+	if _, err := vhd.NewFile(r, int64(len(b)), "t.vhd"); !errors.Is(err, errInjected) || !errors.Is(err, disk.ErrSalvageable) {
+		t.Fatalf("strict open: %v", err)
+	}
+	_, rep := vhd.CheckReader(r, int64(len(b)), "t.vhd")
+	if rep.Errors() != 1 || rep.Problems[0].Structure != "BAT" || !rep.Usable {
+		t.Fatalf("check: %+v", rep.Problems)
+	}
+	f, err := vhd.NewFileWith(r, int64(len(b)), "t.vhd", disk.ReadOptions{Salvage: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A 4 KiB piece holds the whole (16-entry) BAT: every block is lost.
+	lost := f.LostBlocks()
+	if len(lost) != 1 || lost[0].Offset != 0 || lost[0].Length != f.VirtualSize() {
+		t.Errorf("lost %+v", lost)
+	}
+	for blk := int64(0); blk < f.BlockCount(); blk++ {
+		if ext, err := f.BlockExtents(blk, nil); err != nil || ext[0].Source != disk.Missing {
+			t.Fatalf("block %d: %+v %v", blk, ext, err)
+		}
 	}
 }
