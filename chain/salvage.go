@@ -34,43 +34,55 @@ func addRange(rs []Range, x Range) []Range {
 // bitmaps without reading data: data blocks whose read fails are found
 // only by reading them (ReadAtZeroFilled). It is empty for a chain of
 // undamaged files.
+//
+// A loss of the newest layer that its file reports as whole needs no
+// resolution; any other costs one resolution per unit (the smallest block
+// size of the chain) it spans.
 func (c *Chain) MissingRanges() ([]Range, error) {
-	// Candidates: every layer's lost blocks, then resolved through the
-	// chain, since a newer layer may hold those bytes itself.
-	var cand []Range
-	for _, l := range c.layers {
+	var whole, cand []Range
+	for li, l := range c.layers {
 		d, ok := l.(disk.Damaged)
 		if !ok {
 			continue
 		}
-		for _, e := range d.LostBlocks() {
-			cand = append(cand, Range{e.Offset, e.Length})
+		for _, x := range d.LostBlocks() {
+			r := Range{x.Offset, min(x.Length, c.size-x.Offset)}
+			if r.Length <= 0 {
+				continue
+			}
+			if li == 0 && x.Whole {
+				whole = append(whole, r)
+			} else {
+				cand = append(cand, r)
+			}
 		}
-	}
-	if len(cand) == 0 {
-		return nil, nil
-	}
-	slices.SortFunc(cand, func(a, b Range) int { return cmp.Compare(a.Offset, b.Offset) })
-	var merged []Range
-	for _, r := range cand {
-		merged = addRange(merged, r)
 	}
 	var out []Range
 	var runs []Run
-	for _, r := range merged {
-		// In pieces, so that a large damaged area needs little memory.
+	for _, r := range sortedRanges(cand) {
+		// In windows, so that a large damaged area needs little memory.
 		const window = 256 << 20
-		for off := r.Offset; off < min(r.End(), c.size); off += window {
+		for off := r.Offset; off < r.End(); off += window {
 			var err error
 			if runs, err = c.Map(off, min(window, r.End()-off), runs[:0]); err != nil {
 				return nil, err
 			}
 			for _, x := range runs {
 				if x.Missing {
-					out = addRange(out, Range{x.Offset, x.Length})
+					out = append(out, Range{x.Offset, x.Length})
 				}
 			}
 		}
 	}
-	return out, nil
+	return sortedRanges(append(out, whole...)), nil
+}
+
+// sortedRanges sorts rs and merges those that overlap or touch.
+func sortedRanges(rs []Range) []Range {
+	slices.SortFunc(rs, func(a, b Range) int { return cmp.Compare(a.Offset, b.Offset) })
+	var out []Range
+	for _, r := range rs {
+		out = addRange(out, r)
+	}
+	return out
 }

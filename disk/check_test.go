@@ -90,7 +90,7 @@ func TestCheckCap(t *testing.T) {
 	if !strings.Contains(strings.Join(rep.Notes, "\n"), "200 more BAT entry problems not listed") {
 		t.Errorf("notes %q", rep.Notes)
 	}
-	if lb := f.LostBlocks(); len(lb) != 1 || lb[0].Length != 300*disk.MiB || lb[0].Source != disk.Missing {
+	if lb := f.LostBlocks(); len(lb) != 1 || lb[0].Length != 300*disk.MiB || !lb[0].Whole {
 		t.Errorf("lost blocks %v", lb)
 	}
 	sf, err := disk.NewFileWith(bytes.NewReader(b), int64(len(b)), "x", disk.ReadOptions{Salvage: true})

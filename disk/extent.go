@@ -50,12 +50,30 @@ type Extent struct {
 
 // Damaged is implemented by images opened in salvage mode. LostBlocks
 // returns, in order and merged, the virtual ranges of the blocks some of
-// whose bytes the file cannot supply, as Missing extents, found from the
-// block tables and the file's size without reading data. It may cover
-// more than is lost (whole blocks); BlockExtents says which bytes exactly.
-// Read errors of data blocks are not known until the data is read.
+// whose bytes the file cannot supply, found from the block tables and the
+// file's size without reading data (read errors of data blocks are not
+// known until the data is read). BlockExtents says which bytes exactly.
 type Damaged interface {
-	LostBlocks() []Extent
+	LostBlocks() []Loss
+}
+
+// Loss is a range of the virtual disk a damaged file has lost bytes in.
+type Loss struct {
+	Offset, Length int64
+	// Whole: every byte of the range is lost. Otherwise some may still
+	// read (a block the end of the file cuts, a partially present block:
+	// BlockExtents tells).
+	Whole bool
+}
+
+// addLoss appends x to ls, merging it with the last loss when they touch
+// and are of the same kind.
+func addLoss(ls []Loss, x Loss) []Loss {
+	if n := len(ls); n > 0 && ls[n-1].Offset+ls[n-1].Length == x.Offset && ls[n-1].Whole == x.Whole {
+		ls[n-1].Length += x.Length
+		return ls
+	}
+	return append(ls, x)
 }
 
 // BlockExtents appends to dst the extents covering payload block b, in
@@ -122,47 +140,44 @@ func (f *File) clip(dst []Extent, from int) []Extent {
 	return dst
 }
 
-// blockLost reports whether payload block b of a salvaged file may read
-// as Missing, from the BAT and the file's size alone.
-func (f *File) blockLost(b int64) bool {
+// blockLoss says whether payload block b of a salvaged file may read as
+// Missing, from the BAT and the file's size alone, and whether all of it
+// does.
+func (f *File) blockLoss(b int64) (lost, whole bool) {
 	if f.isLost(b + b/f.chunkRatio) {
-		return true
+		return true, true
 	}
 	bs := int64(f.Metadata.BlockSize)
 	length := min(bs, int64(f.Metadata.VirtualSize)-b*bs)
 	e := f.PayloadEntry(b)
 	switch e.State() {
 	case BlockFullyPresent:
-		return e.FileOffset()+length > f.avail
+		return e.FileOffset()+length > f.avail, e.FileOffset() >= f.avail
 	case BlockPartiallyPresent:
 		c := b / f.chunkRatio
 		sb := f.BitmapEntry(c)
 		bmEnd := sb.FileOffset() + (b%f.chunkRatio+1)*f.sectorsPerBl/8
-		return f.isLost(c*(f.chunkRatio+1)+f.chunkRatio) || sb.State() != SectorBitmapPresent ||
-			bmEnd > f.avail || e.FileOffset()+length > f.avail
+		if f.isLost(c*(f.chunkRatio+1)+f.chunkRatio) || sb.State() != SectorBitmapPresent || bmEnd > f.avail {
+			return true, true
+		}
+		return e.FileOffset()+length > f.avail, false
 	}
-	return false
+	return false, false
 }
 
 // LostBlocks returns the blocks that may read as Missing in a file opened
 // in salvage mode (see Damaged); nil otherwise.
-func (f *File) LostBlocks() []Extent {
+func (f *File) LostBlocks() []Loss {
 	if !f.salvage {
 		return nil
 	}
 	bs := int64(f.Metadata.BlockSize)
-	var out []Extent
+	var out []Loss
 	for b := int64(0); b < f.dataBlocks; b++ {
-		if !f.blockLost(b) {
-			continue
+		if lost, whole := f.blockLoss(b); lost {
+			start := b * bs
+			out = addLoss(out, Loss{start, min(bs, int64(f.Metadata.VirtualSize)-start), whole})
 		}
-		start := b * bs
-		length := min(bs, int64(f.Metadata.VirtualSize)-start)
-		if n := len(out); n > 0 && out[n-1].Offset+out[n-1].Length == start {
-			out[n-1].Length += length
-			continue
-		}
-		out = append(out, Extent{start, length, Missing, -1})
 	}
 	return out
 }

@@ -359,7 +359,37 @@ func fuzzAllModes(t *testing.T, b []byte) {
 	for _, x := range []*disk.File{f, sf, cf} {
 		if x != nil {
 			readBlocks(t, x)
-			x.LostBlocks()
+		}
+	}
+	if sf != nil {
+		lossesAgree(t, sf, sf.LostBlocks(), sf.BlockCount())
+	}
+}
+
+// lossesAgree checks LostBlocks against BlockExtents: every Missing byte
+// lies in a loss, and a Whole loss is Missing throughout.
+func lossesAgree(t *testing.T, img disk.Image, losses []disk.Loss, blocks int64) {
+	in := func(off, n int64) (found, whole bool) {
+		for _, l := range losses {
+			if l.Offset <= off && off+n <= l.Offset+l.Length {
+				return true, l.Whole
+			}
+		}
+		return false, false
+	}
+	for blk := int64(0); blk < min(blocks, 1<<16); blk++ {
+		ext, err := img.BlockExtents(blk, nil)
+		if err != nil {
+			t.Fatalf("salvaged block %d: %v", blk, err)
+		}
+		for _, e := range ext {
+			found, whole := in(e.Offset, e.Length)
+			if e.Source == disk.Missing && !found {
+				t.Fatalf("block %d: missing extent %+v in no loss of %+v", blk, e, losses)
+			}
+			if whole && e.Source != disk.Missing {
+				t.Fatalf("block %d: extent %+v in a whole loss", blk, e)
+			}
 		}
 	}
 }

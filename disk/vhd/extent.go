@@ -82,33 +82,48 @@ func (f *File) clip(dst []disk.Extent, from int) []disk.Extent {
 }
 
 // LostBlocks returns the blocks that may read as disk.Missing in a file
-// opened in salvage mode (see disk.Damaged); nil otherwise.
-func (f *File) LostBlocks() []disk.Extent {
+// opened in salvage mode (see disk.Damaged); nil otherwise. Blocks whose
+// BAT entries lie past the end of the file are one loss, however many.
+func (f *File) LostBlocks() []disk.Loss {
 	if !f.salvage {
 		return nil
 	}
 	size := int64(f.Footer.CurrentSize)
-	var out []disk.Extent
-	add := func(start, length int64) {
-		if n := len(out); n > 0 && out[n-1].Offset+out[n-1].Length == start {
-			out[n-1].Length += length
+	var out []disk.Loss
+	add := func(start, end int64, whole bool) {
+		if n := len(out); n > 0 && out[n-1].Offset+out[n-1].Length == start && out[n-1].Whole == whole {
+			out[n-1].Length += end - start
 			return
 		}
-		out = append(out, disk.Extent{Offset: start, Length: length, Source: disk.Missing, FileOffset: -1})
+		out = append(out, disk.Loss{Offset: start, Length: end - start, Whole: whole})
 	}
 	if f.Footer.DiskType == TypeFixed {
-		if size > f.dataEnd {
-			add(f.dataEnd/SectorSize*SectorSize, size-f.dataEnd/SectorSize*SectorSize)
+		if end := f.dataEnd / SectorSize * SectorSize; size > end {
+			add(end, size, true)
 		}
 		return out
 	}
-	for b := int64(0); b < f.blocks; b++ {
+	known := min(f.blocks, f.batKnown)
+	for b := int64(0); b < known; b++ {
 		start := b * f.blockSize
 		length := min(f.blockSize, size-start)
 		e := f.BATEntry(b)
-		if f.isLost(b) || e != Unallocated && int64(e)*SectorSize+f.bitmapSize+length > f.dataEnd {
-			add(start, length)
+		switch {
+		case f.isLost(b):
+			add(start, start+length, true)
+		case e != Unallocated && int64(e)*SectorSize+f.bitmapSize+length > f.dataEnd:
+			// Whole when what decides the block is past the end: a
+			// differencing block's bitmap, a dynamic block's data.
+			off := int64(e) * SectorSize
+			whole := off+f.bitmapSize >= f.dataEnd/SectorSize*SectorSize
+			if f.Footer.DiskType == TypeDifferencing {
+				whole = off+(length/SectorSize+7)/8 > f.dataEnd
+			}
+			add(start, start+length, whole)
 		}
+	}
+	if known < f.blocks {
+		add(known*f.blockSize, size, true)
 	}
 	return out
 }
@@ -183,8 +198,8 @@ func (f *File) AllocatedBlocks() int64 {
 		return f.blocks
 	}
 	var n int64
-	for b := int64(0); b < f.blocks; b++ {
-		if f.BATEntry(b) != Unallocated {
+	for b := int64(0); b < min(f.blocks, int64(len(f.bat))); b++ {
+		if f.bat[b] != Unallocated {
 			n++
 		}
 	}
@@ -212,7 +227,11 @@ func (f *File) BlockStates() (map[string]int64, error) {
 		return out, nil
 	}
 	size := int64(f.Footer.CurrentSize)
-	for b := int64(0); b < f.blocks; b++ {
+	known := min(f.blocks, f.batKnown)
+	if known < f.blocks {
+		out["damaged"] += f.blocks - known // entries past the end of the file
+	}
+	for b := int64(0); b < known; b++ {
 		e := f.BATEntry(b)
 		if f.isLost(b) {
 			out["damaged"]++

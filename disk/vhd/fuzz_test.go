@@ -55,7 +55,32 @@ func fuzzAllModes(t *testing.T, b []byte) {
 	for _, x := range []*vhd.File{f, sf, cf} {
 		if x != nil {
 			check(t, x)
-			x.LostBlocks()
+		}
+	}
+	if sf == nil {
+		return
+	}
+	// LostBlocks against BlockExtents: every Missing byte lies in a loss,
+	// and a Whole loss is Missing throughout.
+	losses := sf.LostBlocks()
+	in := func(off, n int64) (found, whole bool) {
+		for _, l := range losses {
+			if l.Offset <= off && off+n <= l.Offset+l.Length {
+				return true, l.Whole
+			}
+		}
+		return false, false
+	}
+	for blk := int64(0); blk < min(sf.BlockCount(), 1<<16); blk++ {
+		ext, err := sf.BlockExtents(blk, nil)
+		if err != nil {
+			t.Fatalf("salvaged block %d: %v", blk, err)
+		}
+		for _, e := range ext {
+			found, whole := in(e.Offset, e.Length)
+			if e.Source == disk.Missing && !found || whole && e.Source != disk.Missing {
+				t.Fatalf("block %d: extent %+v, losses %+v", blk, e, losses)
+			}
 		}
 	}
 }
