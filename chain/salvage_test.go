@@ -399,6 +399,26 @@ func TestSalvageVHDX(t *testing.T) {
 	}
 }
 
+// TestSalvageDirtyLog: a file whose BAT lives only in its log (a crash
+// before the in-place update), cut short. The log is replayed; the bytes
+// past the cut are lost, not the zeros the replayed view holds there.
+func TestSalvageDirtyLog(t *testing.T) {
+	im := vhdxtest.New(vhdxtest.Options{VirtualSize: 4 * mib, BlockSize: mib, DirtyLog: true})
+	for i := int64(0); i < 3; i++ {
+		im.Write(i*mib, randBytes(byte(20+i), mib))
+	}
+	intact := filepath.Join(t.TempDir(), "dirty.vhdx")
+	if err := im.Save(intact); err != nil {
+		t.Fatal(err)
+	}
+	// Layout: log at 1 MiB, metadata at 2 MiB, BAT at 3 MiB, blocks 0, 1,
+	// 2 at 4, 5, 6 MiB; 7 MiB in all.
+	runDamage(t, t.TempDir(), "dirty.vhdx", intact, im.Contents(nil), damageCase{
+		name: "cut in block 2", damage: cut(6*mib + mib/2),
+		checkErrs: []string{"log", "BAT entry 2"}, strict: []error{disk.ErrTruncated}, salvageable: true, opens: true,
+		lost: []Range{{2*mib + mib/2, mib / 2}}})
+}
+
 // TestSalvageChild: a 2-layer chain whose child is cut short. What the
 // child lost is never read from the parent, which holds older data there.
 func TestSalvageChild(t *testing.T) {

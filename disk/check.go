@@ -45,7 +45,7 @@ func OpenCheck(path string) (*File, *Report, error) {
 // is used in messages.
 func CheckReader(r io.ReaderAt, size int64, name string) (*File, *Report) {
 	f := parse(r, size, name, parseCheck)
-	rep := &Report{Path: name, Format: "VHDX", FileSize: size}
+	rep := &Report{Path: name, Format: "VHDX", FileSize: size, Log: f.logState}
 	c := f.col
 	if f.dataBlocks > 0 {
 		rep.Known, rep.Type, rep.VirtualSize = true, f.Type(), f.VirtualSize()

@@ -26,19 +26,20 @@ func TestCheckClean(t *testing.T) {
 		name string
 		im   *vhdxtest.Image
 		note string // a note the report must have
+		log  string
 	}{
-		{"dynamic", base, "log: empty"},
+		{"dynamic", base, "log: empty", "clean"},
 		{"differencing", func() *vhdxtest.Image {
 			im := vhdxtest.New(vhdxtest.Options{Parent: base, ParentPath: "/x/base.vhdx", BlockSize: disk.MiB})
 			im.Write(512, bytes.Repeat([]byte{9}, 4096))
 			return im
-		}(), "differencing file"},
-		{"fixed 4 KiB sectors", vhdxtest.New(vhdxtest.Options{VirtualSize: 4 * disk.MiB, BlockSize: disk.MiB, SectorSize: 4096, Fixed: true}), "logical sector size 4096"},
+		}(), "differencing file", "clean"},
+		{"fixed 4 KiB sectors", vhdxtest.New(vhdxtest.Options{VirtualSize: 4 * disk.MiB, BlockSize: disk.MiB, SectorSize: 4096, Fixed: true}), "logical sector size 4096", "clean"},
 		{"dirty log", func() *vhdxtest.Image {
 			im := vhdxtest.New(vhdxtest.Options{VirtualSize: 8 * disk.MiB, BlockSize: disk.MiB, DirtyLog: true, LogEntries: 3})
 			im.Write(disk.MiB, bytes.Repeat([]byte{3}, 8192))
 			return im
-		}(), "replayed in memory"},
+		}(), "replayed in memory", "dirty (replayed in memory)"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -47,7 +48,7 @@ func TestCheckClean(t *testing.T) {
 				t.Fatal(err)
 			}
 			f, rep := check(b)
-			if !rep.Clean() || !rep.Usable || f == nil || !rep.Known || rep.VirtualSize != c.im.Options().VirtualSize {
+			if !rep.Clean() || !rep.Usable || f == nil || !rep.Known || rep.VirtualSize != c.im.Options().VirtualSize || rep.Log != c.log {
 				t.Fatalf("report %+v", rep)
 			}
 			if !strings.Contains(strings.Join(rep.Notes, "\n"), c.note) || !strings.Contains(strings.Join(rep.Notes, "\n"), "(current)") {

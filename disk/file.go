@@ -91,9 +91,10 @@ type File struct {
 	sectorsPerBl int64
 
 	// What a parse found (see Collector) and how the file was opened.
-	col   *Collector
-	mode  parseMode
-	notes []string // for Check's report
+	col      *Collector
+	mode     parseMode
+	notes    []string // for Check's report
+	logState string   // for Check's report (Report.Log)
 	// salvage: damaged blocks read as Missing (see ReadOptions.Salvage).
 	salvage bool
 	// avail is where the file's readable bytes end: size, or the size on
@@ -303,9 +304,6 @@ func (f *File) load(base io.ReaderAt) error {
 	}
 	if ov != nil {
 		f.r, f.size = ov, ov.size
-		if f.avail == f.fileSize {
-			f.avail = ov.size
-		}
 	}
 
 	if err := f.loadRegions(); err != nil {

@@ -173,9 +173,11 @@ func (f *File) replayLog(base io.ReaderAt, fileSize int64) (*overlay, error) {
 	h := f.Header
 	info := &f.Log
 	if h.LogGUID.IsZero() {
+		f.logState = "clean"
 		f.note("log: empty (LogGuid is zero)")
 		return nil, nil
 	}
+	f.logState = "unreplayable"
 	field := "header: LogOffset/LogLength"
 	var err error
 	switch {
@@ -201,11 +203,13 @@ func (f *File) replayLog(base io.ReaderAt, fileSize int64) (*overlay, error) {
 		// no complete entry, nothing was pending (write-ahead), so the
 		// on-disk state is the consistent one.
 		info.Note = "LogGuid is set but the log holds no valid entry for it; nothing to replay"
+		f.logState = "clean (LogGuid set, no valid entry)"
 		f.note("log: %s", info.Note)
 		return nil, nil
 	}
 	headEntry := seq[len(seq)-1].hdr
-	if uint64(fileSize) < headEntry.FlushedFileOffset {
+	cut := uint64(fileSize) < headEntry.FlushedFileOffset
+	if cut {
 		// The log is whole, so replay it; what the file lost past its
 		// end reads as missing.
 		off := int64(h.LogOffset) + int64(seq[len(seq)-1].offset)
@@ -214,7 +218,6 @@ func (f *File) replayLog(base io.ReaderAt, fileSize int64) (*overlay, error) {
 		if err := f.fail(Salvageable, "log", off, err); err != nil {
 			return nil, err
 		}
-		f.avail = fileSize
 	}
 	o := &overlay{base: base, baseSize: fileSize, size: fileSize}
 	if int64(headEntry.LastFileOffset) > o.size {
@@ -227,7 +230,14 @@ func (f *File) replayLog(base io.ReaderAt, fileSize int64) (*overlay, error) {
 		}
 	}
 	o.finish()
+	// Past the end of a cut file, the replayed view holds zeros where
+	// the file had data: only the file's own bytes are readable.
+	f.avail = o.size
+	if cut {
+		f.avail = fileSize
+	}
 	info.Replayed = true
+	f.logState = "dirty (replayed in memory)"
 	info.Entries = len(seq)
 	info.HeadSequence = headEntry.SequenceNumber
 	f.note("log: dirty, %d entries (sequence %d to %d, %d descriptors) replayed in memory; the file itself is not written",

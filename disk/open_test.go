@@ -297,8 +297,27 @@ func TestTruncatedLog(t *testing.T) {
 	b, _ := im.Bytes("x")
 	// The log says the file was flushed at its full size; cut the tail.
 	_, err := open(b[:len(b)-disk.MiB])
-	if !errors.Is(err, disk.ErrTruncated) || !strings.Contains(err.Error(), "FlushedFileOffset") {
+	if !errors.Is(err, disk.ErrTruncated) || !strings.Contains(err.Error(), "FlushedFileOffset") || !errors.Is(err, disk.ErrSalvageable) {
 		t.Fatalf("got %v", err)
+	}
+	// The log is whole: Check and a salvage open replay it, and what the
+	// file lost past its end (here its sector bitmap-less last MiB) is
+	// missing, not zeros.
+	f, rep := check(b[:len(b)-disk.MiB])
+	if f == nil || rep.Log != "dirty (replayed in memory)" || rep.Problems[0].Structure != "log" {
+		t.Fatalf("check: %+v", rep)
+	}
+	if lb := f.LostBlocks(); len(lb) == 0 {
+		t.Error("nothing lost")
+	}
+	// A log that cannot be replayed stops every mode.
+	bad := bytes.Clone(b)
+	for _, o := range []int{disk.Header1Offset, disk.Header2Offset} {
+		binary.LittleEndian.PutUint16(bad[o+64:], 1) // LogVersion
+		binary.LittleEndian.PutUint32(bad[o+4:], disk.Checksum(bad[o:o+disk.HeaderSize], 4))
+	}
+	if f, rep := check(bad); f != nil || rep.Log != "unreplayable" || rep.Errors() != 1 || rep.Problems[0].Structure != "log" {
+		t.Fatalf("unreplayable log: %+v", rep)
 	}
 }
 

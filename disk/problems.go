@@ -80,6 +80,11 @@ type Report struct {
 	// Usable says the structures needed to read the disk decoded: a
 	// salvage open succeeds (possibly with lost blocks).
 	Usable bool
+	// Log is the state of a VHDX file's log: "clean" (no LogGuid),
+	// "clean (LogGuid set, no valid entry)", "dirty (replayed in
+	// memory)", "unreplayable" (see the problems), or "" when the parse
+	// stopped before the log or the format has none.
+	Log string
 	// Problems are listed in the order they were found, at most
 	// MaxProblemsPerKind of each kind.
 	Problems []Problem
