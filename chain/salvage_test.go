@@ -522,21 +522,6 @@ func TestSalvageVHD(t *testing.T) {
 	}
 }
 
-// failingReader fails every read that touches [lo, hi).
-type failingReader struct {
-	r      io.ReaderAt
-	lo, hi int64
-}
-
-var errInjected = errors.New("injected I/O error")
-
-func (f failingReader) ReadAt(p []byte, off int64) (int, error) {
-	if off < f.hi && f.lo < off+int64(len(p)) {
-		return 0, errInjected
-	}
-	return f.r.ReadAt(p, off)
-}
-
 // TestUnreadableRegion injects read errors where the BAT, a sector bitmap
 // or a block's data lie.
 func TestUnreadableRegion(t *testing.T) {
@@ -556,7 +541,7 @@ func TestUnreadableRegion(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			r := failingReader{bytes.NewReader(intact), c.lo, c.hi}
+			r := testutil.FailingReader{R: bytes.NewReader(intact), Lo: c.lo, Hi: c.hi}
 			sf, err := disk.NewFile(r, int64(len(intact)), "disk.vhdx")
 			if c.strictOpen {
 				if err != nil {
@@ -564,14 +549,14 @@ func TestUnreadableRegion(t *testing.T) {
 				}
 				strict := newChain([]Link{{File: sf, Path: "disk.vhdx"}}, nil, false)
 				_, err := strict.ReadAt(make([]byte, mib), 4*mib)
-				if !errors.Is(err, errInjected) || errors.Is(err, disk.ErrMissingData) || !errors.Is(err, disk.ErrSalvageable) {
+				if !errors.Is(err, testutil.ErrInjected) || errors.Is(err, disk.ErrMissingData) || !errors.Is(err, disk.ErrSalvageable) {
 					t.Errorf("strict read: %v", err)
 				}
-			} else if !errors.Is(err, errInjected) || !errors.Is(err, disk.ErrSalvageable) || errors.Is(err, disk.ErrTruncated) {
+			} else if !errors.Is(err, testutil.ErrInjected) || !errors.Is(err, disk.ErrSalvageable) || errors.Is(err, disk.ErrTruncated) {
 				t.Errorf("strict open: %v", err)
 			}
 			_, rep := disk.CheckReader(r, int64(len(intact)), "disk.vhdx")
-			if !c.strictOpen && (rep.Errors() != 1 || !errors.Is(rep.Problems[0].Err, errInjected)) {
+			if !c.strictOpen && (rep.Errors() != 1 || !errors.Is(rep.Problems[0].Err, testutil.ErrInjected)) {
 				t.Errorf("check: %+v", rep.Problems)
 			}
 			f, err := disk.NewFileWith(r, int64(len(intact)), "disk.vhdx", disk.ReadOptions{Salvage: true})

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"github.com/ckptfs/ckptfs/disk"
 	"github.com/ckptfs/ckptfs/disk/vhd"
 	"github.com/ckptfs/ckptfs/disk/vhd/vhdtest"
+	"github.com/ckptfs/ckptfs/internal/testutil"
 )
 
 // Template kinds for corruption tests and fuzzing: small files (4 KiB
@@ -207,29 +207,14 @@ func TestTemplatesOpen(t *testing.T) {
 	}
 }
 
-// failingReader fails every read that touches [lo, hi).
-type failingReader struct {
-	r      io.ReaderAt
-	lo, hi int64
-}
-
-var errInjected = errors.New("injected I/O error")
-
-func (f failingReader) ReadAt(p []byte, off int64) (int, error) {
-	if off < f.hi && f.lo < off+int64(len(p)) {
-		return 0, errInjected
-	}
-	return f.r.ReadAt(p, off)
-}
-
 // TestUnreadableBAT: a BAT the operating system fails to read refuses a
 // strict open with an error a salvage open gets past; the salvaged file
 // reports every block whose entry was unreadable as missing, and Check
 // names the BAT.
 func TestUnreadableBAT(t *testing.T) {
 	b := template(t, kindDiff)
-	r := failingReader{bytes.NewReader(b), bat, bat + 4}
-	if _, err := vhd.NewFile(r, int64(len(b)), "t.vhd"); !errors.Is(err, errInjected) || !errors.Is(err, disk.ErrSalvageable) {
+	r := testutil.FailingReader{R: bytes.NewReader(b), Lo: bat, Hi: bat + 4}
+	if _, err := vhd.NewFile(r, int64(len(b)), "t.vhd"); !errors.Is(err, testutil.ErrInjected) || !errors.Is(err, disk.ErrSalvageable) {
 		t.Fatalf("strict open: %v", err)
 	}
 	_, rep := vhd.CheckReader(r, int64(len(b)), "t.vhd")

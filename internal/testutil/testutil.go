@@ -177,3 +177,21 @@ func VhdiMount(t testing.TB, file string) string {
 	}
 	return filepath.Join(mnt, last)
 }
+
+// ErrInjected is the error FailingReader returns.
+var ErrInjected = fmt.Errorf("injected I/O error")
+
+// FailingReader reads R but fails every read that touches [Lo, Hi) with
+// ErrInjected, as a disk with an unreadable region does.
+type FailingReader struct {
+	R      io.ReaderAt
+	Lo, Hi int64
+}
+
+// ReadAt reads from R unless the range touches [Lo, Hi).
+func (f FailingReader) ReadAt(p []byte, off int64) (int, error) {
+	if off < f.Hi && f.Lo < off+int64(len(p)) {
+		return 0, ErrInjected
+	}
+	return f.R.ReadAt(p, off)
+}
