@@ -16,8 +16,12 @@ type ReadOptions struct {
 	// past the end of the file or overlap each other or a structure, and
 	// regions the operating system fails to read. The blocks concerned
 	// report their bytes as Missing in BlockExtents, never as zeros or as
-	// the parent's data. Headers, region tables and metadata damaged
-	// beyond use still fail: there is nothing to read without them.
+	// the parent's data. A partially present block whose sector bitmap
+	// is lost is Missing whole: which of its sectors the file held is
+	// unknown. Blocks whose BAT entries overlap are all Missing: which
+	// one owns the bytes is unknown. Headers, region tables, metadata and
+	// a log that cannot be replayed still fail: there is nothing to read
+	// without them.
 	Salvage bool
 }
 
