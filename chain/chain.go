@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"slices"
 	"sync"
@@ -23,11 +24,12 @@ type Layer interface {
 // Chain is the virtual disk at one point of a chain. It is an io.ReaderAt
 // safe for concurrent use.
 type Chain struct {
-	Links  []Link // leaf first, base last
-	layers []Layer
-	size   int64
-	unit   int64 // resolution granularity: the smallest block size
-	cache  *runCache
+	Links   []Link // leaf first, base last
+	layers  []Layer
+	size    int64
+	unit    int64 // resolution granularity: the smallest block size
+	cache   *runCache
+	salvage bool // opened with Options.Salvage
 }
 
 // Open finds the chain ending at the file leaf and returns a reader of the
@@ -37,11 +39,11 @@ func Open(leaf string, opts Options) (*Chain, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newChain(links, nil), nil
+	return newChain(links, nil, opts.Salvage), nil
 }
 
-func newChain(links []Link, top Layer) *Chain {
-	c := &Chain{Links: links, size: links[0].File.VirtualSize()}
+func newChain(links []Link, top Layer, salvage bool) *Chain {
+	c := &Chain{Links: links, size: links[0].File.VirtualSize(), salvage: salvage}
 	if top != nil {
 		c.layers = append(c.layers, top)
 	}
@@ -59,11 +61,11 @@ func newChain(links []Link, top Layer) *Chain {
 // WithTop returns a chain that reads layer top first, then c's files: the
 // view through a writable layer created on top of c. Call Invalidate after
 // writing to top.
-func (c *Chain) WithTop(top Layer) *Chain { return newChain(c.Links, top) }
+func (c *Chain) WithTop(top Layer) *Chain { return newChain(c.Links, top, c.salvage) }
 
 // Point returns the chain at the i-th link (0 is c itself, len-1 the base),
 // sharing c's open files.
-func (c *Chain) Point(i int) *Chain { return newChain(c.Links[i:], nil) }
+func (c *Chain) Point(i int) *Chain { return newChain(c.Links[i:], nil, c.salvage) }
 
 // Size is the virtual disk size in bytes.
 func (c *Chain) Size() int64 { return c.size }
@@ -98,7 +100,17 @@ type Run struct {
 	Length     int64
 	Layer      int   // index into the chain's layers (0 = leaf); -1 for zeros
 	FileOffset int64 // where the bytes are in that layer's file
+	// Missing: layer Layer should hold these bytes but has lost them
+	// (a damaged file opened in salvage mode; see disk.Missing). Reading
+	// them fails with disk.ErrMissingData. FileOffset is then far below
+	// zero, so that no comparison of file offsets takes lost bytes for
+	// data.
+	Missing bool
 }
+
+// missingFileOffset is the FileOffset of Missing runs: offsets derived
+// from it (adding a distance within the disk) stay far below zero.
+const missingFileOffset = math.MinInt64 / 2
 
 // End is the virtual offset just past the run.
 func (r Run) End() int64 { return r.Offset + r.Length }
@@ -138,11 +150,15 @@ func (c *Chain) resolveUnit(u int64) ([]Run, error) {
 				lo, hi := max(e.Offset, p.Offset), min(e.Offset+e.Length, p.End())
 				switch e.Source {
 				case disk.Data:
-					runs = append(runs, Run{lo, hi - lo, li, e.FileOffset + (lo - e.Offset)})
+					runs = append(runs, Run{lo, hi - lo, li, e.FileOffset + (lo - e.Offset), false})
 				case disk.Zeros:
-					runs = append(runs, Run{lo, hi - lo, -1, 0})
+					runs = append(runs, Run{lo, hi - lo, -1, 0, false})
 				case disk.FromParent:
-					next = append(next, Run{lo, hi - lo, -1, 0})
+					next = append(next, Run{lo, hi - lo, -1, 0, false})
+				case disk.Missing:
+					// What this layer held is lost; the layers below
+					// hold older data, which it hid: never read them.
+					runs = append(runs, Run{lo, hi - lo, li, missingFileOffset + lo, true})
 				}
 			}
 		}
@@ -162,16 +178,19 @@ func sortRuns(r []Run) {
 func mergeRuns(r []Run) []Run {
 	out := r[:0]
 	for _, x := range r {
-		if n := len(out); n > 0 {
-			p := &out[n-1]
-			if p.End() == x.Offset && p.Layer == x.Layer && (x.Layer < 0 || p.FileOffset+p.Length == x.FileOffset) {
-				p.Length += x.Length
-				continue
-			}
+		if n := len(out); n > 0 && continues(out[n-1], x) {
+			out[n-1].Length += x.Length
+			continue
 		}
 		out = append(out, x)
 	}
 	return out
+}
+
+// continues reports whether x continues p: adjacent, from the same place.
+func continues(p, x Run) bool {
+	return p.End() == x.Offset && p.Layer == x.Layer && p.Missing == x.Missing &&
+		(x.Layer < 0 || p.FileOffset+p.Length == x.FileOffset)
 }
 
 // unitRuns returns the cached runs of unit u, resolving on a miss.
@@ -206,16 +225,13 @@ func (c *Chain) Map(off, length int64, dst []Run) ([]Run, error) {
 			if lo >= hi {
 				continue
 			}
-			x := Run{lo, hi - lo, r.Layer, r.FileOffset + (lo - r.Offset)}
+			x := Run{lo, hi - lo, r.Layer, r.FileOffset + (lo - r.Offset), r.Missing}
 			if r.Layer < 0 {
 				x.FileOffset = 0
 			}
-			if n := len(dst); n > first {
-				p := &dst[n-1]
-				if p.End() == x.Offset && p.Layer == x.Layer && (x.Layer < 0 || p.FileOffset+p.Length == x.FileOffset) {
-					p.Length += x.Length
-					continue
-				}
+			if n := len(dst); n > first && continues(dst[n-1], x) {
+				dst[n-1].Length += x.Length
+				continue
 			}
 			dst = append(dst, x)
 		}
@@ -226,8 +242,30 @@ func (c *Chain) Map(off, length int64, dst []Run) ([]Run, error) {
 var runPool = sync.Pool{New: func() any { s := make([]Run, 0, 16); return &s }}
 
 // ReadAt reads the virtual disk. Each run of the range costs one ReadAt of
-// the layer holding it.
+// the layer holding it. Bytes a damaged file has lost (see
+// Options.Salvage) fail the read with an error wrapping
+// disk.ErrMissingData; so does, in a chain opened with Options.Salvage, a
+// read the operating system fails. n is then the number of bytes read
+// before them. Without Options.Salvage, a failed read of a file's data
+// matches disk.ErrSalvageable.
 func (c *Chain) ReadAt(p []byte, off int64) (int, error) {
+	return c.read(p, off, nil)
+}
+
+// ReadAtZeroFilled reads like ReadAt, but bytes a damaged file has lost,
+// and in a chain opened with Options.Salvage bytes whose read fails, read
+// as zeros and are appended to missing (merged, in order). It is the read
+// for an export that must go on past damage and list it.
+func (c *Chain) ReadAtZeroFilled(p []byte, off int64, missing []Range) (int, []Range, error) {
+	if missing == nil {
+		missing = []Range{}
+	}
+	n, err := c.read(p, off, &missing)
+	return n, missing, err
+}
+
+// read is ReadAt, or ReadAtZeroFilled when missing is not nil.
+func (c *Chain) read(p []byte, off int64, missing *[]Range) (int, error) {
 	if off < 0 {
 		return 0, fmt.Errorf("chain: negative offset %d", off)
 	}
@@ -251,11 +289,52 @@ func (c *Chain) ReadAt(p []byte, off int64) (int, error) {
 			clear(b)
 			continue
 		}
-		if n, err := c.layers[r.Layer].ReadFileAt(b, r.FileOffset); err != nil && !(err == io.EOF && n == len(b)) {
-			return 0, fmt.Errorf("%s: reading %d bytes at file offset %d: %w", c.layers[r.Layer].Name(), len(b), r.FileOffset, err)
+		if r.Missing {
+			if missing == nil {
+				return int(r.Offset - off), fmt.Errorf("%s: bytes %d to %d of the virtual disk: %w", c.layers[r.Layer].Name(), r.Offset, r.End()-1, disk.ErrMissingData)
+			}
+			clear(b)
+			*missing = addRange(*missing, Range{r.Offset, r.Length})
+			continue
+		}
+		n, err := c.layers[r.Layer].ReadFileAt(b, r.FileOffset)
+		if err == nil || err == io.EOF && n == len(b) {
+			continue
+		}
+		err = fmt.Errorf("%s: reading %d bytes at file offset %d: %w", c.layers[r.Layer].Name(), len(b), r.FileOffset, err)
+		if !c.salvage {
+			return 0, disk.MarkSalvageable(err)
+		}
+		if n, err := c.readPieces(r, b, missing); err != nil {
+			return int(r.Offset-off) + n, err
 		}
 	}
 	return len(p), eof
+}
+
+// salvagePiece is the granularity at which a salvage read narrows down a
+// failing read: what fails reads as missing, the rest is served.
+const salvagePiece = 4096
+
+// readPieces reads run r into b again in salvagePiece pieces of the
+// virtual disk, after the whole read failed. Without missing, it returns
+// how many bytes of b read before the first piece that fails and an error
+// wrapping disk.ErrMissingData and the read's error; with missing, the
+// failing pieces read as zeros and are added to it.
+func (c *Chain) readPieces(r Run, b []byte, missing *[]Range) (int, error) {
+	for lo := int64(0); lo < r.Length; {
+		hi := min(r.Length, (r.Offset+lo)/salvagePiece*salvagePiece+salvagePiece-r.Offset)
+		n, err := c.layers[r.Layer].ReadFileAt(b[lo:hi], r.FileOffset+lo)
+		if err != nil && !(err == io.EOF && int64(n) == hi-lo) {
+			if missing == nil {
+				return int(lo), fmt.Errorf("%s: reading %d bytes at file offset %d: %w (%w)", c.layers[r.Layer].Name(), hi-lo, r.FileOffset+lo, err, disk.ErrMissingData)
+			}
+			clear(b[lo:hi])
+			*missing = addRange(*missing, Range{r.Offset + lo, hi - lo})
+		}
+		lo = hi
+	}
+	return 0, nil
 }
 
 // Invalidate forgets cached resolutions of [off, off+length), after a
@@ -299,6 +378,9 @@ func (c *Chain) Pieces(off, n int64, dst []Piece) ([]Piece, bool) {
 	}
 	out := dst
 	for _, r := range runs {
+		if r.Missing {
+			return dst, false // ReadAt says what is lost
+		}
 		if r.Layer < 0 {
 			out = append(out, Piece{Length: r.Length})
 			continue

@@ -252,22 +252,8 @@ func checkErrorType(t *testing.T, err error, b built) {
 }
 
 func TestCycleAndDepth(t *testing.T) {
-	dir := t.TempDir()
-	// Two differencing files that name each other as parent.
-	base := vhdxtest.New(vhdxtest.Options{VirtualSize: 2 * disk.MiB, BlockSize: disk.MiB})
-	a := vhdxtest.New(vhdxtest.Options{Parent: base, BlockSize: disk.MiB})
-	bb := vhdxtest.New(vhdxtest.Options{Parent: base, BlockSize: disk.MiB})
-	pa, pb := filepath.Join(dir, "a.avhdx"), filepath.Join(dir, "b.avhdx")
-	a2 := vhdxtest.New(vhdxtest.Options{Parent: bb, BlockSize: disk.MiB, Locator: []disk.LocatorEntry{{Key: "parent_linkage", Value: bb.DataWriteGUID.Braced()}, {Key: "relative_path", Value: "b.avhdx"}}})
-	a2.DataWriteGUID = a.DataWriteGUID
-	b2 := vhdxtest.New(vhdxtest.Options{Parent: a, BlockSize: disk.MiB, Locator: []disk.LocatorEntry{{Key: "parent_linkage", Value: a.DataWriteGUID.Braced()}, {Key: "relative_path", Value: "a.avhdx"}}})
-	b2.DataWriteGUID = bb.DataWriteGUID
-	if err := a2.Save(pa); err != nil {
-		t.Fatal(err)
-	}
-	if err := b2.Save(pb); err != nil {
-		t.Fatal(err)
-	}
+	pa := cycleFixture(t, t.TempDir())
+	pb := filepath.Join(filepath.Dir(pa), "b.avhdx")
 	_, err := Open(pa, Options{})
 	var ce *CycleError
 	if !errors.Is(err, ErrCycle) || !errors.As(err, &ce) || ce.Child != pb || ce.Parent != pa || ce.Link != 0 {

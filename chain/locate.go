@@ -2,6 +2,19 @@
 // point of a checkpoint chain: it finds each file's parent through its
 // parent locator, verifies the linkage, and resolves reads through the
 // layers with a per-block resolver (see Resolver).
+//
+// Damaged files. With Options.Salvage, files cut short, with damaged BAT
+// entries or unreadable regions open anyway (see disk.ReadOptions), and
+// their blocks report the bytes they have lost as disk.Missing. A lost
+// run is final: it hides the layers below it, exactly as the data it
+// stood for did. Those layers hold the disk as it was before the child
+// wrote that block; serving them would return stale data that looks
+// valid. So the chain never falls through to a parent for lost bytes:
+// ReadAt fails on them with an error wrapping disk.ErrMissingData (a file
+// system above turns it into EIO, so files that do not touch them read
+// whole), ReadAtZeroFilled reads them as zeros and lists them, and
+// MissingRanges lists them from the block tables without reading data.
+// Check reports what is wrong with every file and link of a chain.
 package chain
 
 import (
@@ -43,75 +56,192 @@ type Options struct {
 	Files *FileSet
 	// MaxDepth overrides the MaxDepth limit when positive (for tests).
 	MaxDepth int
+	// Salvage opens damaged files as far as they can be read (see
+	// disk.ReadOptions): bytes a file has lost read as an error wrapping
+	// disk.ErrMissingData (ReadAt) or as zeros (ReadAtZeroFilled), never
+	// as its parent's data, and MissingRanges lists them.
+	Salvage bool
+
+	check bool // Check: open files in check mode
 }
 
-// FileSet opens each file once and shares it between chains.
+// openMode is how a FileSet opens a file.
+type openMode uint8
+
+const (
+	openStrict openMode = iota
+	openSalvage
+	openCheck // salvage, keeping the check's report
+)
+
+func (o Options) mode() openMode {
+	switch {
+	case o.check:
+		return openCheck
+	case o.Salvage:
+		return openSalvage
+	}
+	return openStrict
+}
+
+// FileSet opens each file once and shares it between chains. A file
+// opened in salvage mode (Options.Salvage) is a different open from the
+// strict one.
 type FileSet struct {
-	mu    sync.Mutex
-	files map[string]disk.Image
-	errs  map[string]error
+	mu      sync.Mutex
+	files   map[fileKey]disk.Image
+	errs    map[fileKey]error
+	reports map[string]*disk.Report // of the files opened by Check
+}
+
+type fileKey struct {
+	path string
+	mode openMode
 }
 
 // NewFileSet returns an empty set.
 func NewFileSet() *FileSet {
-	return &FileSet{files: map[string]disk.Image{}, errs: map[string]error{}}
+	return &FileSet{files: map[fileKey]disk.Image{}, errs: map[fileKey]error{}, reports: map[string]*disk.Report{}}
 }
 
 // Open returns the opened file at path, opening it on first use (see
 // OpenImage).
-func (s *FileSet) Open(path string) (disk.Image, error) {
+func (s *FileSet) Open(path string) (disk.Image, error) { return s.open(path, openStrict) }
+
+func (s *FileSet) open(path string, mode openMode) (disk.Image, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, err
 	}
+	k := fileKey{abs, mode}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if f, ok := s.files[abs]; ok {
+	if f, ok := s.files[k]; ok {
 		return f, nil
 	}
-	if err, ok := s.errs[abs]; ok {
+	if err, ok := s.errs[k]; ok {
 		return nil, err
 	}
-	f, err := OpenImage(abs)
+	var f disk.Image
+	switch mode {
+	case openCheck:
+		var r *disk.Report
+		f, r, err = CheckImage(abs)
+		if r != nil {
+			s.reports[abs] = r
+		}
+		if err == nil && f == nil {
+			err = unusable(r)
+		}
+	default:
+		f, err = OpenImageWith(abs, disk.ReadOptions{Salvage: mode == openSalvage})
+	}
 	if err != nil {
-		s.errs[abs] = err
+		s.errs[k] = err
 		return nil, err
 	}
-	s.files[abs] = f
+	s.files[k] = f
 	return f, nil
+}
+
+// report is the check report of the file at abs, if Check opened it.
+func (s *FileSet) report(abs string) *disk.Report {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reports[abs]
+}
+
+// unusable is the error for a file whose check found it unreadable: its
+// first error.
+func unusable(r *disk.Report) error {
+	for _, p := range r.Problems {
+		if p.Severity == disk.SeverityError {
+			return p.Err
+		}
+	}
+	return fmt.Errorf("%s: %w: unreadable", r.Path, disk.ErrCorrupt)
 }
 
 // OpenImage opens the disk file at path read-only in the format its
 // content says, whatever its name: VHDX ("vhdxfile" at offset 0) or VHD (a
 // "conectix" footer at the end, or its mirror at offset 0). Anything else
 // fails with the VHDX reader's error about the missing signature.
-func OpenImage(path string) (disk.Image, error) {
-	osf, err := os.OpenFile(path, os.O_RDONLY, 0)
+func OpenImage(path string) (disk.Image, error) { return OpenImageWith(path, disk.ReadOptions{}) }
+
+// OpenImageWith is OpenImage with options o (o.Salvage: see
+// disk.ReadOptions).
+func OpenImageWith(path string, o disk.ReadOptions) (disk.Image, error) {
+	isVHD, err := detectVHD(path)
 	if err != nil {
 		return nil, err
 	}
-	var sig [8]byte
-	n, _ := osf.ReadAt(sig[:], 0)
-	isVHD := false
-	if n < 8 || string(sig[:]) != "vhdxfile" {
-		if st, err := osf.Stat(); err == nil {
-			isVHD = vhd.Detect(osf, st.Size())
-		}
-	}
-	osf.Close()
 	if isVHD {
-		f, err := vhd.Open(path)
+		f, err := vhd.OpenWith(path, o)
 		if err != nil {
 			return nil, err
 		}
 		return f, nil
 	}
-	f, err := disk.Open(path)
+	f, err := disk.OpenWith(path, o)
 	if err != nil {
 		return nil, err
 	}
 	return f, nil
 }
+
+// CheckImage checks the disk file at path (disk.Check, vhd.Check, by its
+// content as OpenImage decides) and returns its report and, when its
+// structures allow reading it, the file opened in salvage mode (nil
+// otherwise). The error is for a file that cannot be opened at all.
+func CheckImage(path string) (disk.Image, *disk.Report, error) {
+	isVHD, err := detectVHD(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	if isVHD {
+		f, r, err := vhd.OpenCheck(path)
+		if f == nil {
+			return nil, r, err
+		}
+		return f, r, err
+	}
+	f, r, err := disk.OpenCheck(path)
+	if f == nil {
+		return nil, r, err
+	}
+	return f, r, err
+}
+
+// detectVHD says whether the file at path is to be read as a VHD file.
+func detectVHD(path string) (bool, error) {
+	osf, err := os.OpenFile(path, os.O_RDONLY, 0)
+	if err != nil {
+		return false, err
+	}
+	defer osf.Close()
+	var sig [8]byte
+	n, _ := osf.ReadAt(sig[:], 0)
+	if n == 8 && string(sig[:]) == "vhdxfile" {
+		return false, nil
+	}
+	st, err := osf.Stat()
+	if err != nil {
+		return false, err
+	}
+	return vhd.Detect(osf, st.Size()), nil
+}
+
+// candidateError is a parent candidate that could not be opened.
+type candidateError struct {
+	child, key, path string
+	err              error
+}
+
+func (e *candidateError) Error() string {
+	return fmt.Sprintf("%s: parent candidate from %s: %v", e.child, e.key, e.err)
+}
+
+func (e *candidateError) Unwrap() error { return e.err }
 
 // Close closes every file in the set.
 func (s *FileSet) Close() error {
@@ -184,7 +314,7 @@ func locate(leaf string, opts Options) ([]Link, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := files.Open(abs)
+	f, err := files.open(abs, opts.mode())
 	if err != nil {
 		return nil, err
 	}
@@ -223,22 +353,35 @@ func locate(leaf string, opts Options) ([]Link, error) {
 			}
 		}
 		seen = append(seen, st)
-		cf, pf := child.File, parent.File
-		if cf.SectorSize() != pf.SectorSize() {
-			return nil, &GeometryError{Child: child.Path, Parent: parent.Path, Field: "logical sector size", ChildValue: cf.SectorSize(), ParentValue: pf.SectorSize()}
+		warns, err := checkGeometry(child, parent)
+		if err != nil {
+			return nil, err
 		}
-		if pc, ok := cf.(disk.ParentChecker); ok {
-			warns, err := pc.CheckParent(pf)
-			if err != nil {
-				return nil, &GeometryError{Child: child.Path, Parent: parent.Path, Field: "virtual size", ChildValue: cf.VirtualSize(), ParentValue: pf.VirtualSize(), Detail: err.Error()}
-			}
-			parent.Warnings = append(parent.Warnings, warns...)
-		} else if cf.VirtualSize() != pf.VirtualSize() {
-			return nil, &GeometryError{Child: child.Path, Parent: parent.Path, Field: "virtual size", ChildValue: cf.VirtualSize(), ParentValue: pf.VirtualSize()}
-		}
+		parent.Warnings = append(parent.Warnings, warns...)
 		links = append(links, parent)
 	}
 	return links, nil
+}
+
+// checkGeometry compares the logical sector size and virtual size of a
+// child and its parent (or what the child's format checks instead, see
+// disk.ParentChecker).
+func checkGeometry(child, parent Link) ([]string, error) {
+	cf, pf := child.File, parent.File
+	if cf.SectorSize() != pf.SectorSize() {
+		return nil, &GeometryError{Child: child.Path, Parent: parent.Path, Field: "logical sector size", ChildValue: cf.SectorSize(), ParentValue: pf.SectorSize()}
+	}
+	if pc, ok := cf.(disk.ParentChecker); ok {
+		warns, err := pc.CheckParent(pf)
+		if err != nil {
+			return nil, &GeometryError{Child: child.Path, Parent: parent.Path, Field: "virtual size", ChildValue: cf.VirtualSize(), ParentValue: pf.VirtualSize(), Detail: err.Error()}
+		}
+		return warns, nil
+	}
+	if cf.VirtualSize() != pf.VirtualSize() {
+		return nil, &GeometryError{Child: child.Path, Parent: parent.Path, Field: "virtual size", ChildValue: cf.VirtualSize(), ParentValue: pf.VirtualSize()}
+	}
+	return nil, nil
 }
 
 // checkLinkage compares the identity of parent with the child's linkage.
@@ -273,11 +416,11 @@ func hasExtension(name string, exts []string) bool {
 // candidate is a possible parent path and the locator entry it came from.
 type candidate struct{ key, value, path string }
 
-func findParent(child Link, ref *disk.ParentRef, opts Options, files *FileSet) (Link, error) {
+// candidates lists the files the locator's paths name, in the order to
+// try them, and the paths tried that do not exist (absolute locators are
+// looked for by name in the child's folder and every search path).
+func candidates(child Link, ref *disk.ParentRef, opts Options) (cands []candidate, tried []string) {
 	dir := filepath.Dir(child.Path)
-	var cands []candidate
-	var tried []string
-	folders := append([]string{dir}, opts.SearchPaths...)
 	for _, p := range ref.Paths {
 		if p.Relative {
 			rel := filepath.Join(dir, filepath.FromSlash(strings.ReplaceAll(p.Value, `\`, "/")))
@@ -285,7 +428,7 @@ func findParent(child Link, ref *disk.ParentRef, opts Options, files *FileSet) (
 			continue
 		}
 		name := winBase(p.Value)
-		for _, d := range folders {
+		for _, d := range parentFolders(child, opts) {
 			if found := findInFolder(d, name); found != "" {
 				cands = append(cands, candidate{p.Key, p.Value, found})
 			} else {
@@ -293,15 +436,26 @@ func findParent(child Link, ref *disk.ParentRef, opts Options, files *FileSet) (
 			}
 		}
 	}
+	return cands, tried
+}
+
+// parentFolders are the folders parents are looked for in by name.
+func parentFolders(child Link, opts Options) []string {
+	return append([]string{filepath.Dir(child.Path)}, opts.SearchPaths...)
+}
+
+func findParent(child Link, ref *disk.ParentRef, opts Options, files *FileSet) (Link, error) {
+	cands, tried := candidates(child, ref, opts)
+	folders := parentFolders(child, opts)
 	var mismatch *Link
 	for _, c := range cands {
 		if _, err := os.Stat(c.path); err != nil {
 			tried = append(tried, c.path)
 			continue
 		}
-		f, err := files.Open(c.path)
+		f, err := files.open(c.path, opts.mode())
 		if err != nil {
-			return Link{}, fmt.Errorf("%s: parent candidate from %s: %w", child.Path, c.key, err)
+			return Link{}, &candidateError{child.Path, c.key, c.path, err}
 		}
 		if f.Format() != ref.Format {
 			return Link{}, fmt.Errorf("%s: %w: this %s file's %s names %s, a %s file; a chain cannot mix VHDX and VHD files (Hyper-V cannot either)",
@@ -329,7 +483,7 @@ func findParent(child Link, ref *disk.ParentRef, opts Options, files *FileSet) (
 			if p == child.Path {
 				continue
 			}
-			f, err := files.Open(p)
+			f, err := files.open(p, opts.mode())
 			if err != nil || f.Format() != ref.Format {
 				continue
 			}

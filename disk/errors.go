@@ -21,6 +21,15 @@ var (
 	ErrUnsupported = errors.New("unsupported feature")
 	// ErrLog means the log cannot be replayed.
 	ErrLog = errors.New("log cannot be replayed")
+	// ErrMissingData means a read touched bytes a damaged file opened in
+	// salvage mode cannot supply (see ReadOptions.Salvage and Missing).
+	ErrMissingData = errors.New("data missing from a damaged file")
+	// ErrSalvageable is matched (errors.Is) by the error of a strict open
+	// that a salvage open gets past: the file is damaged (cut short, BAT
+	// entries past its end or overlapping, a region that cannot be read)
+	// but what remains can be read with ReadOptions.Salvage. It is never
+	// part of an error's message; callers add their own advice.
+	ErrSalvageable = errors.New("a salvage open can read what remains")
 )
 
 // FormatError reports a problem with one field of one file.
@@ -29,6 +38,9 @@ type FormatError struct {
 	Field  string // the structure and field, e.g. "header 1: Checksum"
 	Offset int64  // file offset of the structure, or -1 if not meaningful
 	Err    error  // what is wrong; wraps a sentinel above
+	// Salvageable: a salvage open gets past this error (see
+	// ErrSalvageable).
+	Salvageable bool
 }
 
 func (e *FormatError) Error() string {
@@ -40,6 +52,9 @@ func (e *FormatError) Error() string {
 
 // Unwrap returns the underlying error.
 func (e *FormatError) Unwrap() error { return e.Err }
+
+// Is matches ErrSalvageable when the error is Salvageable.
+func (e *FormatError) Is(target error) bool { return target == ErrSalvageable && e.Salvageable }
 
 func (f *File) errorf(field string, off int64, sentinel error, format string, args ...any) error {
 	return &FormatError{File: f.name, Field: field, Offset: off, Err: fmt.Errorf("%w: "+format, append([]any{sentinel}, args...)...)}

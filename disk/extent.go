@@ -5,6 +5,7 @@ import (
 	"io"
 	"math/bits"
 	"os"
+	"slices"
 )
 
 // Source says where the bytes of an extent come from, judged by one file
@@ -19,6 +20,12 @@ const (
 	Zeros
 	// Data: the bytes are stored in this file at FileOffset.
 	Data
+	// Missing: this file should hold the bytes but cannot supply them
+	// (a file opened in salvage mode: cut short, a damaged BAT entry, an
+	// unreadable region). They hide any parent: its data there is older
+	// than what was lost. FileOffset is where the bytes should be, or -1
+	// when that is unknown; it must not be read.
+	Missing
 )
 
 func (s Source) String() string {
@@ -27,6 +34,8 @@ func (s Source) String() string {
 		return "parent"
 	case Zeros:
 		return "zero"
+	case Missing:
+		return "missing"
 	}
 	return "data"
 }
@@ -39,9 +48,38 @@ type Extent struct {
 	FileOffset int64 // where the bytes are in this file, for Source == Data
 }
 
+// Damaged is implemented by images opened in salvage mode. LostBlocks
+// returns, in order and merged, the virtual ranges of the blocks some of
+// whose bytes the file cannot supply, found from the block tables and the
+// file's size without reading data (read errors of data blocks are not
+// known until the data is read). BlockExtents says which bytes exactly.
+type Damaged interface {
+	LostBlocks() []Loss
+}
+
+// Loss is a range of the virtual disk a damaged file has lost bytes in.
+type Loss struct {
+	Offset, Length int64
+	// Whole: every byte of the range is lost. Otherwise some may still
+	// read (a block the end of the file cuts, a partially present block:
+	// BlockExtents tells).
+	Whole bool
+}
+
+// addLoss appends x to ls, merging it with the last loss when they touch
+// and are of the same kind.
+func addLoss(ls []Loss, x Loss) []Loss {
+	if n := len(ls); n > 0 && ls[n-1].Offset+ls[n-1].Length == x.Offset && ls[n-1].Whole == x.Whole {
+		ls[n-1].Length += x.Length
+		return ls
+	}
+	return append(ls, x)
+}
+
 // BlockExtents appends to dst the extents covering payload block b, in
 // order, clipped to the virtual size. Adjacent sectors of the same source
-// are merged into one extent.
+// are merged into one extent. In a file opened in salvage mode, bytes the
+// file should hold but cannot supply are Missing.
 func (f *File) BlockExtents(b int64, dst []Extent) ([]Extent, error) {
 	if b < 0 || b >= f.dataBlocks {
 		return dst, fmt.Errorf("%s: payload block %d out of range [0,%d)", f.name, b, f.dataBlocks)
@@ -49,12 +87,23 @@ func (f *File) BlockExtents(b int64, dst []Extent) ([]Extent, error) {
 	bs := int64(f.Metadata.BlockSize)
 	start := b * bs
 	length := min(bs, int64(f.Metadata.VirtualSize)-start)
+	if f.isLost(b + b/f.chunkRatio) {
+		return append(dst, Extent{start, length, Missing, -1}), nil
+	}
 	e := f.PayloadEntry(b)
 	switch e.State() {
 	case BlockFullyPresent:
-		return append(dst, Extent{start, length, Data, e.FileOffset()}), nil
+		return f.clip(append(dst, Extent{start, length, Data, e.FileOffset()}), len(dst)), nil
 	case BlockPartiallyPresent:
-		return f.partialExtents(b, e, start, length, dst)
+		n := len(dst)
+		dst, err := f.partialExtents(b, e, start, length, dst)
+		if err != nil {
+			if f.salvage {
+				return append(dst[:n], Extent{start, length, Missing, -1}), nil
+			}
+			return dst, MarkSalvageable(err)
+		}
+		return f.clip(dst, n), nil
 	case BlockNotPresent:
 		if f.Metadata.HasParent {
 			return append(dst, Extent{start, length, FromParent, 0}), nil
@@ -64,18 +113,90 @@ func (f *File) BlockExtents(b int64, dst []Extent) ([]Extent, error) {
 	return append(dst, Extent{start, length, Zeros, 0}), nil
 }
 
+// clip turns the Data extents of dst[from:] that lie past the readable
+// end of a salvaged file (f.avail, rounded down to a sector) into Missing
+// ones.
+func (f *File) clip(dst []Extent, from int) []Extent {
+	if !f.salvage {
+		return dst
+	}
+	ss := int64(f.Metadata.LogicalSectorSize)
+	end := f.avail / ss * ss
+	for i := from; i < len(dst); i++ {
+		x := &dst[i]
+		if x.Source != Data || x.FileOffset+x.Length <= end {
+			continue
+		}
+		if x.FileOffset >= end {
+			x.Source = Missing
+			continue
+		}
+		keep := end - x.FileOffset
+		rest := Extent{x.Offset + keep, x.Length - keep, Missing, end}
+		x.Length = keep
+		dst = slices.Insert(dst, i+1, rest)
+		i++
+	}
+	return dst
+}
+
+// blockLoss says whether payload block b of a salvaged file may read as
+// Missing, from the BAT and the file's size alone, and whether all of it
+// does.
+func (f *File) blockLoss(b int64) (lost, whole bool) {
+	if f.isLost(b + b/f.chunkRatio) {
+		return true, true
+	}
+	bs := int64(f.Metadata.BlockSize)
+	length := min(bs, int64(f.Metadata.VirtualSize)-b*bs)
+	e := f.PayloadEntry(b)
+	switch e.State() {
+	case BlockFullyPresent:
+		return e.FileOffset()+length > f.avail, e.FileOffset() >= f.avail
+	case BlockPartiallyPresent:
+		c := b / f.chunkRatio
+		sb := f.BitmapEntry(c)
+		bmEnd := sb.FileOffset() + (b%f.chunkRatio+1)*f.sectorsPerBl/8
+		if f.isLost(c*(f.chunkRatio+1)+f.chunkRatio) || sb.State() != SectorBitmapPresent || bmEnd > f.avail {
+			return true, true
+		}
+		return e.FileOffset()+length > f.avail, false
+	}
+	return false, false
+}
+
+// LostBlocks returns the blocks that may read as Missing in a file opened
+// in salvage mode (see Damaged); nil otherwise.
+func (f *File) LostBlocks() []Loss {
+	if !f.salvage {
+		return nil
+	}
+	bs := int64(f.Metadata.BlockSize)
+	var out []Loss
+	for b := int64(0); b < f.dataBlocks; b++ {
+		if lost, whole := f.blockLoss(b); lost {
+			start := b * bs
+			out = addLoss(out, Loss{start, min(bs, int64(f.Metadata.VirtualSize)-start), whole})
+		}
+	}
+	return out
+}
+
 // partialExtents reads the sector bitmap of a PARTIALLY_PRESENT block: bit
 // n set (bit 0 of byte 0 first) means sector n is in this file.
 func (f *File) partialExtents(b int64, e BATEntry, start, length int64, dst []Extent) ([]Extent, error) {
 	chunk := b / f.chunkRatio
 	sb := f.BitmapEntry(chunk)
-	if sb.State() != SectorBitmapPresent {
+	if sb.State() != SectorBitmapPresent || f.isLost(chunk*(f.chunkRatio+1)+f.chunkRatio) {
 		return dst, f.errorf(fmt.Sprintf("BAT: sector bitmap block %d", chunk), f.batOffset+(chunk*(f.chunkRatio+1)+f.chunkRatio)*8,
 			ErrCorrupt, "payload block %d is PARTIALLY_PRESENT but its sector bitmap is not present", b)
 	}
 	spb := f.sectorsPerBl
 	bmOff := sb.FileOffset() + (b%f.chunkRatio)*spb/8
 	bm := make([]byte, spb/8)
+	if f.salvage && bmOff+spb/8 > f.avail {
+		return dst, f.errorf(fmt.Sprintf("sector bitmap block %d", chunk), bmOff, ErrTruncated, "past the end of the file")
+	}
 	if _, err := f.r.ReadAt(bm, bmOff); err != nil {
 		return dst, f.wrap(fmt.Sprintf("sector bitmap block %d", chunk), bmOff, err)
 	}

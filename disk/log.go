@@ -166,25 +166,36 @@ func findActiveSequence(r ring, logGUID GUID) []logEntry {
 }
 
 // replayLog finds and validates the active log sequence and returns the
-// overlay holding its updates. The file is never written.
+// overlay holding its updates. The file is never written. A log that
+// cannot be replayed stops every mode: the structures it would update
+// cannot be trusted.
 func (f *File) replayLog(base io.ReaderAt, fileSize int64) (*overlay, error) {
 	h := f.Header
 	info := &f.Log
 	if h.LogGUID.IsZero() {
+		f.logState = "clean"
+		f.note("log: empty (LogGuid is zero)")
 		return nil, nil
 	}
+	f.logState = "unreplayable"
 	field := "header: LogOffset/LogLength"
+	var err error
 	switch {
 	case h.LogVersion != 0:
-		return nil, f.errorf("header: LogVersion", f.headerOffset(), ErrUnsupported, "log version %d (only 0 is defined)", h.LogVersion)
+		err = f.errorf("header: LogVersion", f.headerOffset(), ErrUnsupported, "log version %d (only 0 is defined)", h.LogVersion)
 	case h.LogLength == 0 || h.LogLength%MiB != 0 || h.LogOffset%MiB != 0 || h.LogOffset < HeaderSectionSize:
-		return nil, f.errorf(field, f.headerOffset(), ErrCorrupt, "log at %d length %d is not 1 MiB aligned after the header section", h.LogOffset, h.LogLength)
+		err = f.errorf(field, f.headerOffset(), ErrCorrupt, "log at %d length %d is not 1 MiB aligned after the header section", h.LogOffset, h.LogLength)
 	case h.LogOffset+uint64(h.LogLength) > uint64(fileSize):
-		return nil, f.errorf(field, f.headerOffset(), ErrTruncated, "log at %d length %d ends past the end of the %d-byte file", h.LogOffset, h.LogLength, fileSize)
+		err = f.errorf(field, f.headerOffset(), ErrTruncated, "log at %d length %d ends past the end of the %d-byte file", h.LogOffset, h.LogLength, fileSize)
+	}
+	if err != nil {
+		f.note("log: cannot be replayed (see the problems)")
+		return nil, f.fail(Fatal, "log", f.headerOffset(), err)
 	}
 	buf := make([]byte, h.LogLength)
 	if _, err := base.ReadAt(buf, int64(h.LogOffset)); err != nil {
-		return nil, f.wrap("log", int64(h.LogOffset), fmt.Errorf("reading the log: %w", err))
+		f.note("log: cannot be replayed (see the problems)")
+		return nil, f.fail(Fatal, "log", int64(h.LogOffset), f.wrap("log", int64(h.LogOffset), fmt.Errorf("reading the log: %w", err)))
 	}
 	seq := findActiveSequence(ring(buf), h.LogGUID)
 	if len(seq) == 0 {
@@ -192,12 +203,21 @@ func (f *File) replayLog(base io.ReaderAt, fileSize int64) (*overlay, error) {
 		// no complete entry, nothing was pending (write-ahead), so the
 		// on-disk state is the consistent one.
 		info.Note = "LogGuid is set but the log holds no valid entry for it; nothing to replay"
+		f.logState = "clean (LogGuid set, no valid entry)"
+		f.note("log: %s", info.Note)
 		return nil, nil
 	}
 	headEntry := seq[len(seq)-1].hdr
-	if uint64(fileSize) < headEntry.FlushedFileOffset {
-		return nil, f.errorf("log entry: FlushedFileOffset", int64(h.LogOffset)+int64(seq[len(seq)-1].offset), ErrTruncated,
+	cut := uint64(fileSize) < headEntry.FlushedFileOffset
+	if cut {
+		// The log is whole, so replay it; what the file lost past its
+		// end reads as missing.
+		off := int64(h.LogOffset) + int64(seq[len(seq)-1].offset)
+		err := f.errorf("log entry: FlushedFileOffset", off, ErrTruncated,
 			"the file is %d bytes but the log says it was flushed at %d bytes", fileSize, headEntry.FlushedFileOffset)
+		if err := f.fail(Salvageable, "log", off, err); err != nil {
+			return nil, err
+		}
 	}
 	o := &overlay{base: base, baseSize: fileSize, size: fileSize}
 	if int64(headEntry.LastFileOffset) > o.size {
@@ -210,9 +230,18 @@ func (f *File) replayLog(base io.ReaderAt, fileSize int64) (*overlay, error) {
 		}
 	}
 	o.finish()
+	// Past the end of a cut file, the replayed view holds zeros where
+	// the file had data: only the file's own bytes are readable.
+	f.avail = o.size
+	if cut {
+		f.avail = fileSize
+	}
 	info.Replayed = true
+	f.logState = "dirty (replayed in memory)"
 	info.Entries = len(seq)
 	info.HeadSequence = headEntry.SequenceNumber
+	f.note("log: dirty, %d entries (sequence %d to %d, %d descriptors) replayed in memory; the file itself is not written",
+		len(seq), seq[0].hdr.SequenceNumber, headEntry.SequenceNumber, info.Descriptors)
 	return o, nil
 }
 

@@ -154,13 +154,14 @@ func TestCorruptFiles(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			b := c.mutate(template(t, c.diff))
 			f, err := open(b)
+			checkAgrees(t, b, err)
 			if c.err == nil {
 				if err != nil {
 					t.Fatalf("should open: %v", err)
 				}
 				if c.diff {
-					if _, err := f.BlockExtents(0, nil); !errors.Is(err, disk.ErrCorrupt) {
-						t.Fatalf("reading the damaged block: %v, want ErrCorrupt", err)
+					if _, err := f.BlockExtents(0, nil); !errors.Is(err, disk.ErrCorrupt) || !errors.Is(err, disk.ErrSalvageable) {
+						t.Fatalf("reading the damaged block: %v, want ErrCorrupt and ErrSalvageable", err)
 					}
 				} else if len(f.Warnings) == 0 {
 					t.Errorf("survived damage without a warning")
@@ -178,6 +179,34 @@ func TestCorruptFiles(t *testing.T) {
 				t.Errorf("error %q does not mention %q", err, c.field)
 			}
 		})
+	}
+}
+
+// checkAgrees: Check's first error is the strict open's error err, and a
+// salvage open succeeds exactly when err matches ErrSalvageable (and then
+// Check finds the file usable). A file a strict open accepts may only have
+// a missing sector bitmap, which the strict reader reports at the read.
+func checkAgrees(t *testing.T, b []byte, err error) {
+	t.Helper()
+	_, rep := check(b)
+	var first error
+	for _, p := range rep.Problems {
+		if p.Severity == disk.SeverityError && first == nil {
+			first = p.Err
+		}
+	}
+	switch {
+	case err == nil && first != nil && !strings.HasPrefix(rep.Problems[0].Structure, "sector bitmap"):
+		t.Errorf("strict open succeeded, Check found %v", first)
+	case err != nil && (first == nil || first.Error() != err.Error()):
+		t.Errorf("strict open: %v; Check's first error: %v", err, first)
+	}
+	_, serr := disk.NewFileWith(bytes.NewReader(b), int64(len(b)), "test.vhdx", disk.ReadOptions{Salvage: true})
+	if err != nil && (serr == nil) != errors.Is(err, disk.ErrSalvageable) {
+		t.Errorf("salvage open: %v, but strict error %v salvageable: %v", serr, err, errors.Is(err, disk.ErrSalvageable))
+	}
+	if (serr == nil) != rep.Usable {
+		t.Errorf("salvage open: %v, Check says usable: %v", serr, rep.Usable)
 	}
 }
 
@@ -268,14 +297,34 @@ func TestTruncatedLog(t *testing.T) {
 	b, _ := im.Bytes("x")
 	// The log says the file was flushed at its full size; cut the tail.
 	_, err := open(b[:len(b)-disk.MiB])
-	if !errors.Is(err, disk.ErrTruncated) || !strings.Contains(err.Error(), "FlushedFileOffset") {
+	if !errors.Is(err, disk.ErrTruncated) || !strings.Contains(err.Error(), "FlushedFileOffset") || !errors.Is(err, disk.ErrSalvageable) {
 		t.Fatalf("got %v", err)
+	}
+	// The log is whole: Check and a salvage open replay it, and what the
+	// file lost past its end (here its sector bitmap-less last MiB) is
+	// missing, not zeros.
+	f, rep := check(b[:len(b)-disk.MiB])
+	if f == nil || rep.Log != "dirty (replayed in memory)" || rep.Problems[0].Structure != "log" {
+		t.Fatalf("check: %+v", rep)
+	}
+	if lb := f.LostBlocks(); len(lb) == 0 {
+		t.Error("nothing lost")
+	}
+	// A log that cannot be replayed stops every mode.
+	bad := bytes.Clone(b)
+	for _, o := range []int{disk.Header1Offset, disk.Header2Offset} {
+		binary.LittleEndian.PutUint16(bad[o+64:], 1) // LogVersion
+		binary.LittleEndian.PutUint32(bad[o+4:], disk.Checksum(bad[o:o+disk.HeaderSize], 4))
+	}
+	if f, rep := check(bad); f != nil || rep.Log != "unreplayable" || rep.Errors() != 1 || rep.Problems[0].Structure != "log" {
+		t.Fatalf("unreplayable log: %+v", rep)
 	}
 }
 
 // FuzzOpen patches a valid file with fuzz-chosen bytes at fuzz-chosen
 // places (a patch list: 4-byte offset, 1-byte length, bytes), so the
-// fuzzer reaches every structure, then opens it and reads every block.
+// fuzzer reaches every structure, then opens it in every mode (strict,
+// salvage, Check) and reads every block.
 func FuzzOpen(f *testing.F) {
 	tmpl := [2][]byte{template(f, false), template(f, true)}
 	f.Add(false, []byte{})
@@ -289,34 +338,100 @@ func FuzzOpen(f *testing.F) {
 			i = 1
 		}
 		b := bytes.Clone(tmpl[i])
-		for len(patches) >= 5 {
-			off := int(binary.LittleEndian.Uint32(patches)) % len(b)
-			n := min(int(patches[4]), len(patches)-5, len(b)-off)
-			copy(b[off:], patches[5:5+n])
-			patches = patches[5+n:]
-		}
-		f, err := open(b)
-		if err != nil {
-			return
-		}
-		for blk := int64(0); blk < f.BlockCount(); blk++ {
-			ext, err := f.BlockExtents(blk, nil)
-			if err != nil {
-				continue
-			}
-			var sum int64
-			for _, e := range ext {
-				sum += e.Length
-				if e.Source == disk.Data {
-					buf := make([]byte, min(e.Length, 4096))
-					f.ReadFileAt(buf, e.FileOffset)
-				}
-			}
-			if want := min(f.BlockSize(), f.VirtualSize()-blk*f.BlockSize()); sum != want {
-				t.Fatalf("block %d extents cover %d bytes, want %d", blk, sum, want)
-			}
-		}
+		patch(b, patches)
+		fuzzAllModes(t, b)
 	})
+}
+
+// FuzzTruncated cuts a valid file short (at cut modulo its size, in 512-byte
+// units) after patching it as FuzzOpen does: the damage salvage is for.
+func FuzzTruncated(f *testing.F) {
+	tmpl := [2][]byte{template(f, false), template(f, true)}
+	for _, c := range []uint32{100, 2*disk.MiB/512 + 8, 3*disk.MiB/512 + 8, 5*disk.MiB/512 + 3, uint32(len(tmpl[1])/512 - 1)} {
+		f.Add(true, c, []byte{})
+		f.Add(false, c, []byte{})
+	}
+	f.Fuzz(func(t *testing.T, diff bool, cut uint32, patches []byte) {
+		i := 0
+		if diff {
+			i = 1
+		}
+		b := bytes.Clone(tmpl[i])
+		patch(b, patches)
+		fuzzAllModes(t, b[:int(cut)*512%len(b)])
+	})
+}
+
+// fuzzAllModes opens b strictly, in salvage mode and with Check, and reads
+// every block of what opens. The modes must agree (see checkAgrees) and
+// nothing may panic.
+func fuzzAllModes(t *testing.T, b []byte) {
+	f, err := open(b)
+	cf, rep := check(b)
+	sf, serr := disk.NewFileWith(bytes.NewReader(b), int64(len(b)), "test.vhdx", disk.ReadOptions{Salvage: true})
+	if (err == nil || errors.Is(err, disk.ErrSalvageable)) != (serr == nil) || (serr == nil) != rep.Usable || (cf == nil) != !rep.Usable {
+		t.Fatalf("strict %v, salvage %v, check usable %v", err, serr, rep.Usable)
+	}
+	if err != nil && (len(rep.Problems) == 0 || rep.Errors() == 0) {
+		t.Fatalf("strict open failed (%v), Check found nothing", err)
+	}
+	for _, x := range []*disk.File{f, sf, cf} {
+		if x != nil {
+			readBlocks(t, x)
+		}
+	}
+	if sf != nil {
+		lossesAgree(t, sf, sf.LostBlocks(), sf.BlockCount())
+	}
+}
+
+// lossesAgree checks LostBlocks against BlockExtents: every Missing byte
+// lies in a loss, and a Whole loss is Missing throughout.
+func lossesAgree(t *testing.T, img disk.Image, losses []disk.Loss, blocks int64) {
+	in := func(off, n int64) (found, whole bool) {
+		for _, l := range losses {
+			if l.Offset <= off && off+n <= l.Offset+l.Length {
+				return true, l.Whole
+			}
+		}
+		return false, false
+	}
+	for blk := int64(0); blk < min(blocks, 1<<16); blk++ {
+		ext, err := img.BlockExtents(blk, nil)
+		if err != nil {
+			t.Fatalf("salvaged block %d: %v", blk, err)
+		}
+		for _, e := range ext {
+			found, whole := in(e.Offset, e.Length)
+			if e.Source == disk.Missing && !found {
+				t.Fatalf("block %d: missing extent %+v in no loss of %+v", blk, e, losses)
+			}
+			if whole && e.Source != disk.Missing {
+				t.Fatalf("block %d: extent %+v in a whole loss", blk, e)
+			}
+		}
+	}
+}
+
+// readBlocks reads every block's extents, and some of their data.
+func readBlocks(t *testing.T, f *disk.File) {
+	for blk := int64(0); blk < f.BlockCount(); blk++ {
+		ext, err := f.BlockExtents(blk, nil)
+		if err != nil {
+			continue
+		}
+		var sum int64
+		for _, e := range ext {
+			sum += e.Length
+			if e.Source == disk.Data {
+				buf := make([]byte, min(e.Length, 4096))
+				f.ReadFileAt(buf, e.FileOffset)
+			}
+		}
+		if want := min(f.BlockSize(), f.VirtualSize()-blk*f.BlockSize()); sum != want {
+			t.Fatalf("block %d extents cover %d bytes, want %d", blk, sum, want)
+		}
+	}
 }
 
 // FuzzBAT replaces the BAT region's first bytes of a differencing file.
@@ -326,12 +441,17 @@ func FuzzBAT(f *testing.F) {
 	f.Fuzz(func(t *testing.T, bat []byte) {
 		b := bytes.Clone(tmpl)
 		copy(b[batOff:batOff+disk.MiB], bat)
-		f, err := open(b)
-		if err != nil {
-			return
-		}
-		for blk := int64(0); blk < f.BlockCount(); blk++ {
-			f.BlockExtents(blk, nil)
-		}
+		fuzzAllModes(t, b)
 	})
+}
+
+// patch applies a fuzz patch list to b: 4-byte little-endian offset
+// (modulo len(b)), 1-byte length, bytes.
+func patch(b, patches []byte) {
+	for len(patches) >= 5 {
+		off := int(binary.LittleEndian.Uint32(patches)) % len(b)
+		n := min(int(patches[4]), len(patches)-5, len(b)-off)
+		copy(b[off:], patches[5:5+n])
+		patches = patches[5+n:]
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/ckptfs/ckptfs/disk"
 	"github.com/ckptfs/ckptfs/disk/vhd"
 	"github.com/ckptfs/ckptfs/disk/vhd/vhdtest"
+	"github.com/ckptfs/ckptfs/internal/testutil"
 )
 
 // Template kinds for corruption tests and fuzzing: small files (4 KiB
@@ -147,6 +148,7 @@ func TestCorruption(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			b := c.damage(template(t, c.kind))
 			f, err := openBytes(b)
+			checkAgrees(t, b, err)
 			if err == nil {
 				f.Close()
 				t.Fatal("opened")
@@ -162,17 +164,75 @@ func TestCorruption(t *testing.T) {
 	}
 }
 
+// checkAgrees: Check's first error is the strict open's error err, and a
+// salvage open succeeds exactly when err matches disk.ErrSalvageable
+// (and then Check finds the file usable).
+func checkAgrees(t *testing.T, b []byte, err error) {
+	t.Helper()
+	_, rep := vhd.CheckReader(bytes.NewReader(b), int64(len(b)), "t.vhd")
+	var first error
+	for _, p := range rep.Problems {
+		if p.Severity == disk.SeverityError && first == nil {
+			first = p.Err
+		}
+	}
+	if (err == nil) != (first == nil) || err != nil && first.Error() != err.Error() {
+		t.Errorf("strict open: %v; Check's first error: %v", err, first)
+	}
+	_, serr := vhd.NewFileWith(bytes.NewReader(b), int64(len(b)), "t.vhd", disk.ReadOptions{Salvage: true})
+	if err != nil && (serr == nil) != errors.Is(err, disk.ErrSalvageable) {
+		t.Errorf("salvage open: %v, but strict error %v salvageable: %v", serr, err, errors.Is(err, disk.ErrSalvageable))
+	}
+	if (serr == nil) != rep.Usable {
+		t.Errorf("salvage open: %v, Check says usable: %v", serr, rep.Usable)
+	}
+}
+
 // TestTemplatesOpen: the undamaged templates open and read as their
 // models (the corruption cases start from valid files).
 func TestTemplatesOpen(t *testing.T) {
 	for k := 0; k < kinds; k++ {
-		f, err := openBytes(template(t, k))
+		b := template(t, k)
+		f, err := openBytes(b)
 		if err != nil {
 			t.Fatalf("kind %d: %v", k, err)
 		}
 		if len(f.Warnings) != 0 || f.FooterFromHead {
 			t.Errorf("kind %d: warnings %q", k, f.Warnings)
 		}
+		if _, rep := vhd.CheckReader(bytes.NewReader(b), int64(len(b)), "t.vhd"); !rep.Clean() || !rep.Usable {
+			t.Errorf("kind %d: check: %+v", k, rep)
+		}
 		readAll(t, f, nil)
+	}
+}
+
+// TestUnreadableBAT: a BAT the operating system fails to read refuses a
+// strict open with an error a salvage open gets past; the salvaged file
+// reports every block whose entry was unreadable as missing, and Check
+// names the BAT.
+func TestUnreadableBAT(t *testing.T) {
+	b := template(t, kindDiff)
+	r := testutil.FailingReader{R: bytes.NewReader(b), Lo: bat, Hi: bat + 4}
+	if _, err := vhd.NewFile(r, int64(len(b)), "t.vhd"); !errors.Is(err, testutil.ErrInjected) || !errors.Is(err, disk.ErrSalvageable) {
+		t.Fatalf("strict open: %v", err)
+	}
+	_, rep := vhd.CheckReader(r, int64(len(b)), "t.vhd")
+	if rep.Errors() != 1 || rep.Problems[0].Structure != "BAT" || !rep.Usable {
+		t.Fatalf("check: %+v", rep.Problems)
+	}
+	f, err := vhd.NewFileWith(r, int64(len(b)), "t.vhd", disk.ReadOptions{Salvage: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A 4 KiB piece holds the whole (16-entry) BAT: every block is lost.
+	lost := f.LostBlocks()
+	if len(lost) != 1 || lost[0].Offset != 0 || lost[0].Length != f.VirtualSize() {
+		t.Errorf("lost %+v", lost)
+	}
+	for blk := int64(0); blk < f.BlockCount(); blk++ {
+		if ext, err := f.BlockExtents(blk, nil); err != nil || ext[0].Source != disk.Missing {
+			t.Fatalf("block %d: %+v %v", blk, ext, err)
+		}
 	}
 }

@@ -294,3 +294,21 @@ func Scale[N int | int64](full, small N) N {
 	}
 	return small
 }
+
+// ErrInjected is the error FailingReader returns.
+var ErrInjected = fmt.Errorf("injected I/O error")
+
+// FailingReader reads R but fails every read that touches [Lo, Hi) with
+// ErrInjected, as a disk with an unreadable region does.
+type FailingReader struct {
+	R      io.ReaderAt
+	Lo, Hi int64
+}
+
+// ReadAt reads from R unless the range touches [Lo, Hi).
+func (f FailingReader) ReadAt(p []byte, off int64) (int, error) {
+	if off < f.Hi && f.Lo < off+int64(len(p)) {
+		return 0, ErrInjected
+	}
+	return f.R.ReadAt(p, off)
+}
